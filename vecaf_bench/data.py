@@ -1,0 +1,124 @@
+"""What a dataset plugin hands the runner: a pool split, a test split and class names.
+
+The runner keeps the two splits apart: selectors only ever receive the pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .errors import UserError
+
+
+class ImageSource(Protocol):
+    """Indexable images with integer labels and a fingerprint that changes with the content."""
+
+    labels: np.ndarray
+    fingerprint: str
+
+    def __len__(self) -> int: ...
+
+    def image(self, index: int) -> Image.Image: ...
+
+
+@dataclass
+class ArrayImages:
+    """Images held in memory as uint8 arrays (N, H, W) or (N, H, W, 3)."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        if len(self.pixels) != len(self.labels):
+            raise ValueError("pixels and labels differ in length")
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> Image.Image:
+        return Image.fromarray(self.pixels[index]).convert("RGB")
+
+    def subset(self, indices: np.ndarray, tag: str) -> ArrayImages:
+        return ArrayImages(self.pixels[indices], self.labels[indices], f"{self.fingerprint}/{tag}")
+
+
+@dataclass
+class FileImages:
+    """Images on disk, decoded lazily. A file that fails to decode names its path."""
+
+    paths: Sequence[Path]
+    labels: np.ndarray
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> Image.Image:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except Exception as e:  # PIL raises many types for a damaged file
+            raise UserError(
+                f"image '{path}' could not be decoded ({type(e).__name__}: {e}). Remove or replace the file, "
+                "or run with --on-corrupt skip to leave such files out."
+            ) from None
+
+
+@dataclass
+class DatasetRequest:
+    name: str
+    seed: int = 0
+    data_root: str | None = None
+    test_fraction: float = 0.2
+    on_corrupt: str = "skip"
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    pool: ImageSource
+    test: ImageSource
+    classes: list[str]
+    # create_transform overrides for training augmentation (e.g. no flips for digits)
+    augment: dict[str, Any] = field(default_factory=dict)
+    default_image_size: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # split sizes, skipped files, ...
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic per-class split: the same labels, fraction and seed give the same split."""
+    rng = np.random.default_rng(seed)
+    pool, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        if len(idx) > 1:
+            n_test = min(max(n_test, 1), len(idx) - 1)
+        test.append(idx[:n_test])
+        pool.append(idx[n_test:])
+    return np.sort(np.concatenate(pool)), np.sort(np.concatenate(test))
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,32 @@
+"""Errors a user can act on.
+
+Anything raised as `UserError` is printed as one paragraph and exits with code 2, never as a
+traceback: the user typed something wrong (or the data on disk is wrong), not the program.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input: the message names the thing, the value and what to do."""
+
+    exit_code = 2
+
+
+class PluginError(UserError):
+    """A plugin broke its contract (named in the message)."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """' Did you mean 'x'?' or '' : appended to "unknown ..." messages."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown(kind: str, value: str, choices: Iterable[str], hint: str = "") -> UserError:
+    known = sorted(set(choices))
+    msg = f"unknown {kind} '{value}'; known: {', '.join(known) if known else '(none)'}.{did_you_mean(value, known)}"
+    return UserError(msg + (f" {hint}" if hint else ""))

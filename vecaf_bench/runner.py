@@ -1,0 +1,517 @@
+"""One run: dataset -> features (cached) -> rounds of (select, finetune, evaluate) -> results.
+
+The runner owns the budgets. A selector only sees a `SelectionContext` built from the pool; it
+never trains and never sees the test split. Ctrl-C stops after the current optimizer step,
+saves a checkpoint beside the results, and `vecaf-bench run --resume RUN_DIR` continues.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .budget import resolve_label_budget, split_evenly
+from .config import RunConfig, config_from_dict, default_cache_dir, dump_yaml
+from .data import DatasetRequest, DatasetSplits
+from .device import resolve_device
+from .environment import device_name, git_commit, package_versions
+from .errors import PluginError, UserError
+from .features import FeatureCache, cache_key, extract
+from .pluginmanager import PluginHost
+from .progress import make_progress
+from .results import read_json, write_json_atomic, write_text_atomic
+from .seeding import rng_state, seed_everything, set_rng_state
+from .selection import KNOWN_USES, SelectionContext, run_selector
+from .train import StepState, batch_plan, build_criterion, build_optimizer, evaluate, train_steps
+from .transforms import Normalize, data_config_for, eval_transform, train_transform
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class RunInfo:
+    """What life-cycle hooks receive about the run."""
+
+    config: RunConfig
+    run_id: str
+    run_dir: Path
+    pool_size: int = 0
+    test_size: int = 0
+    num_classes: int = 0
+    label_budget: int = 0
+    device: str = "cpu"
+    uses: list[str] = field(default_factory=list)
+    resumed: bool = False
+
+
+class RunInterrupted(Exception):
+    def __init__(self, run_dir: Path, step: int, total: int) -> None:
+        super().__init__(f"interrupted at step {step}/{total}")
+        self.run_dir, self.step, self.total = run_dir, step, total
+
+
+class _Stop(Exception):
+    pass
+
+
+@contextmanager
+def _sigint_after_step(console: Console):
+    """First Ctrl-C: finish the current step, then stop cleanly. Second: stop at once."""
+    flag = {"set": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+        console.print("[yellow]Ctrl-C: stopping after the current step (press again to stop at once)…")
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def parse_backbone(spec: str) -> tuple[str, str]:
+    """'timm:resnet50' -> ('timm', 'resnet50'); a bare model name means the timm family."""
+    prefix, sep, name = spec.partition(":")
+    if not sep:
+        return "timm", spec
+    return prefix, name
+
+
+def make_selector(host: PluginHost, name: str, options: dict[str, Any]) -> Any:
+    entry = host.selectors().get(name)
+    try:
+        sig = inspect.signature(entry.factory)
+        sig.bind(**options)
+    except TypeError:
+        accepted = [p for p in inspect.signature(entry.factory).parameters if p not in ("self", "kwargs")]
+        bad = [k for k in options if k not in accepted]
+        raise UserError(
+            f"selector '{name}' does not take option(s) {', '.join(map(repr, bad)) or repr(options)}; "
+            f"it accepts: {', '.join(accepted) or 'no options'}."
+        ) from None
+    selector = entry.factory(**options)
+    uses = frozenset(getattr(selector, "uses", frozenset()))
+    if not uses <= KNOWN_USES:
+        raise PluginError(
+            f"selector '{name}' ({entry.source}) declares unknown uses {sorted(uses - KNOWN_USES)}; "
+            f"known: {sorted(KNOWN_USES)}."
+        )
+    return selector
+
+
+def load_dataset(host: PluginHost, cfg: RunConfig) -> DatasetSplits:
+    request = DatasetRequest(
+        name=cfg.dataset,
+        seed=cfg.seed,
+        data_root=cfg.data_root,
+        test_fraction=cfg.test_fraction,
+        on_corrupt=cfg.on_corrupt,
+    )
+    if cfg.dataset in host.datasets():
+        factory = host.datasets().get(cfg.dataset).factory
+    else:
+        factory = host.hook.vecaf_bench_resolve_dataset(name=cfg.dataset)
+        if factory is None:
+            host.datasets().get(
+                cfg.dataset, hint="Or give the path of a folder in the ImageNet layout (one sub-folder per class)."
+            )
+    splits = factory(request)
+    if len(splits.pool) == 0 or len(splits.test) == 0:
+        raise UserError(f"dataset '{cfg.dataset}' has an empty pool or test split; it needs images in both.")
+    return splits
+
+
+def _run_id(cfg: RunConfig) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    data = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(cfg.dataset).name or "data").strip("-")
+    return f"{stamp}-{cfg.selector}-{data}-s{cfg.seed}"
+
+
+def _make_run_dir(cfg: RunConfig) -> Path:
+    out = Path(cfg.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(
+            f"results folder --out '{out}' is not writable ({e.strerror or e}). "
+            "Choose a folder you can write to with --out."
+        ) from None
+    run_id = _run_id(cfg)
+    run_dir = out / run_id
+    k = 1
+    while run_dir.exists():
+        k += 1
+        run_dir = out / f"{run_id}-{k}"
+    run_dir.mkdir()
+    return run_dir
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, console: Console | None = None, host: PluginHost | None = None) -> None:
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+        self.host = host or PluginHost(cfg.plugins)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
+        run_dir = Path(run_dir)
+        cfg_path = run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise UserError(f"--resume '{run_dir}' is not a run folder (no config.yaml in it).")
+        if not (run_dir / CHECKPOINT).is_file():
+            summary = run_dir / "summary.json"
+            if summary.is_file() and read_json(summary).get("status") == "finished":
+                raise UserError(f"run '{run_dir}' has already finished; nothing to resume.")
+            raise UserError(f"run '{run_dir}' has no {CHECKPOINT} to resume from; start it again with vecaf-bench run.")
+        from .config import load_yaml
+
+        cfg = config_from_dict(load_yaml(cfg_path), f"in {cfg_path}")
+        return cls(cfg, console).run(run_dir=run_dir)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, run_dir: Path | None = None) -> dict[str, Any]:
+        cfg, console, host = self.cfg, self.console, self.host
+        wall_start = time.perf_counter()
+        selector = make_selector(host, cfg.selector, cfg.selector_options)
+        uses = frozenset(getattr(selector, "uses", frozenset()))
+        device = resolve_device(cfg.device)
+        bb_prefix, bb_name = parse_backbone(cfg.backbone)
+        backbone = host.backbones().get(bb_prefix).factory(bb_name, weights=cfg.weights)
+        tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
+        splits = load_dataset(host, cfg)
+        pool_size = len(splits.pool)
+        if getattr(selector, "takes_whole_pool", False):
+            label_budget = pool_size
+        else:
+            label_budget = resolve_label_budget(cfg.label_budget, pool_size)
+
+        resumed = run_dir is not None
+        ckpt: dict[str, Any] | None = None
+        if resumed:
+            assert run_dir is not None
+            ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+        else:
+            run_dir = _make_run_dir(cfg)
+            write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+        assert run_dir is not None
+
+        info = RunInfo(
+            config=cfg,
+            run_id=run_dir.name,
+            run_dir=run_dir,
+            pool_size=pool_size,
+            test_size=len(splits.test),
+            num_classes=splits.num_classes,
+            label_budget=label_budget,
+            device=str(device),
+            uses=sorted(uses),
+            resumed=resumed,
+        )
+        trackers = [e.factory(cfg, run_dir) for e in tracker_factories]
+        for t in trackers:
+            host.pm.register(t)
+        try:
+            return self._run(info, selector, backbone, splits, device, ckpt, wall_start)
+        finally:
+            for t in trackers:
+                host.pm.unregister(t)
+
+    def _run(
+        self,
+        info: RunInfo,
+        selector: Any,
+        backbone: Any,
+        splits: DatasetSplits,
+        device: torch.device,
+        ckpt: dict[str, Any] | None,
+        wall_start: float,
+    ) -> dict[str, Any]:
+        cfg, console, hook = self.cfg, self.console, self.host.hook
+        run_dir = info.run_dir
+        image_size = cfg.image_size or splits.default_image_size
+        dcfg = data_config_for(backbone.data_config, image_size)
+        normalize = Normalize(dcfg, device)
+        t_eval = eval_transform(dcfg)
+        t_train = train_transform(dcfg, cfg.train.augment, splits.augment)
+        eval_bs = max(cfg.batch_size, 64)
+
+        seed_everything(cfg.seed)
+        model = backbone.create_model(splits.num_classes, drop_path=cfg.train.drop_path).to(device)
+        hook.vecaf_bench_run_start(run=info)
+
+        # -- pool features, cached --------------------------------------------------------------
+        cache = FeatureCache(cfg.cache_dir or default_cache_dir())
+        key = cache_key(
+            backbone=backbone.fingerprint,
+            dataset=splits.pool.fingerprint,
+            n=len(splits.pool),
+            transform=repr(t_eval),
+            input_size=dcfg["input_size"],
+        )
+        t0 = time.perf_counter()
+        feats = cache.load(key)
+        feature_info: dict[str, Any] = {"cache": str(cache.path(key))}
+        if feats is not None:
+            feature_info.update(cached=True, seconds=time.perf_counter() - t0)
+            console.print(f"features: reused cache {cache.path(key)} ({feats.shape[0]} x {feats.shape[1]})")
+        else:
+            with make_progress(console) as progress:
+                task = progress.add_task("features", total=len(splits.pool), info=str(device))
+
+                def fill(open_out: Any) -> None:
+                    timing = extract(
+                        backbone.embed,
+                        model,
+                        splits.pool,
+                        t_eval,
+                        normalize,
+                        open_out,
+                        batch_size=eval_bs,
+                        num_workers=cfg.train.num_workers,
+                        on_batch=lambda n: progress.advance(task, n),
+                    )
+                    feature_info.update(timing)
+
+                meta = {"backbone": backbone.fingerprint, "dataset": splits.pool.fingerprint, "n": len(splits.pool)}
+                feats = cache.store(key, meta, fill)
+            feature_info.update(cached=False, seconds=time.perf_counter() - t0)
+            console.print(f"features: extracted {feats.shape[0]} x {feats.shape[1]} in {feature_info['seconds']:.1f} s, cached")
+
+        # -- state (fresh or from the checkpoint) ---------------------------------------------
+        R = cfg.rounds
+        t_split = split_evenly(cfg.batch_budget, R)
+        if getattr(selector, "takes_whole_pool", False):
+            b_split = [info.label_budget] + [0] * (R - 1)
+        else:
+            b_split = split_evenly(info.label_budget, R)
+        bounds = np.cumsum([0] + t_split)
+        sel_rounds: list[np.ndarray] = []
+        records: list[dict[str, Any]] = []
+        curve: list[dict[str, Any]] = []
+        state = StepState(global_step=0)
+        opt, sched = build_optimizer(model, cfg.train, cfg.batch_budget)
+        criterion = build_criterion(cfg.train)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            state.global_step = int(ckpt["global_step"])
+            sched.step_update(num_updates=state.global_step)
+            sel_rounds = [np.asarray(r, dtype=np.int64) for r in ckpt["selected"]]
+            records, curve = list(ckpt["records"]), list(ckpt["curve"])
+            set_rng_state(ckpt["rng"])
+            console.print(f"resuming {run_dir.name} at step {state.global_step}/{cfg.batch_budget}")
+
+        def save_checkpoint() -> None:
+            tmp = run_dir / f".{CHECKPOINT}.tmp"
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "global_step": state.global_step,
+                    "selected": [r.tolist() for r in sel_rounds],
+                    "records": records,
+                    "curve": curve,
+                    "rng": rng_state(),
+                },
+                tmp,
+            )
+            os.replace(tmp, run_dir / CHECKPOINT)
+
+        def write_selected() -> None:
+            write_json_atomic(
+                run_dir / "selected.json",
+                {"pool_size": info.pool_size, "rounds": [r.tolist() for r in sel_rounds]},
+            )
+
+        labels = np.asarray(splits.pool.labels)
+        interrupted = False
+        losses: list[float] = []
+        with _sigint_after_step(console) as stop, make_progress(console) as progress:
+            train_task = progress.add_task("training", total=cfg.batch_budget, completed=state.global_step, info="")
+
+            def do_eval(step: int) -> None:
+                m = evaluate(model, splits.test, t_eval, normalize, eval_bs, cfg.train.num_workers)
+                point = {"step": step, "top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
+                if losses:
+                    point["train_loss"] = float(np.mean(losses))
+                    losses.clear()
+                curve.append(point)
+                progress.update(train_task, info=f"top1 {m['top1']:.2f}")
+                hook.vecaf_bench_evaluate(run=info, step=step, metrics=point)
+
+            def after_step(step: int, loss: float) -> None:
+                losses.append(loss)
+                progress.update(train_task, completed=step)
+                if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.batch_budget:
+                    do_eval(step)
+                if stop["set"]:
+                    raise _Stop
+
+            try:
+                for r in range(R):
+                    if state.global_step >= bounds[r + 1] and len(sel_rounds) > r:
+                        continue  # round finished before the resume point
+                    if len(sel_rounds) <= r:
+                        earlier = np.concatenate(sel_rounds) if sel_rounds else np.zeros(0, dtype=np.int64)
+                        ctx = SelectionContext(
+                            features=feats,
+                            selected=earlier,
+                            seed=cfg.seed,
+                            device=device,
+                            round=r,
+                            rounds=R,
+                            num_classes=splits.num_classes,
+                            labels=labels if "labels" in selector_uses(selector) else None,
+                        )
+                        sel_task = progress.add_task(f"selection r{r}", total=b_split[r], info=cfg.selector)
+                        ctx.report = lambda done, total, _t=sel_task: progress.update(_t, completed=done, total=total)
+                        result = run_selector(cfg.selector, selector, ctx, b_split[r])
+                        progress.update(sel_task, completed=b_split[r])
+                        sel_rounds.append(result.indices)
+                        record = {
+                            "round": r,
+                            "picked": len(result.indices),
+                            "selected_total": int(sum(len(s) for s in sel_rounds)),
+                            "steps": t_split[r],
+                            "selection_seconds": result.seconds,
+                            "selection_forward_batches": result.forward_batches,
+                        }
+                        records.append(record)
+                        write_selected()
+                        hook.vecaf_bench_round_end(run=info, record=record)
+                        if stop["set"]:
+                            raise _Stop
+                    union = np.concatenate(sel_rounds)
+                    plan = batch_plan(union, t_split[r], cfg.batch_size, cfg.seed, r)
+                    done_in_round = state.global_step - int(bounds[r])
+                    train_steps(
+                        model,
+                        splits.pool,
+                        plan[done_in_round:],
+                        t_train,
+                        normalize,
+                        opt,
+                        sched,
+                        criterion,
+                        state,
+                        cfg.train.amp,
+                        cfg.train.num_workers,
+                        after_step,
+                    )
+            except (_Stop, KeyboardInterrupt):
+                interrupted = True
+
+        summary = self._summary(info, backbone, splits, device, records, curve, state, feature_info, wall_start)
+        if interrupted:
+            save_checkpoint()
+            summary["status"] = "interrupted"
+            hook.vecaf_bench_run_end(run=info, summary=summary)
+            raise RunInterrupted(run_dir, state.global_step, cfg.batch_budget)
+        hook.vecaf_bench_run_end(run=info, summary=summary)
+        ck = run_dir / CHECKPOINT
+        if ck.exists():
+            ck.unlink()
+        self._print_summary(summary)
+        return summary
+
+    def _summary(
+        self,
+        info: RunInfo,
+        backbone: Any,
+        splits: DatasetSplits,
+        device: torch.device,
+        records: list[dict[str, Any]],
+        curve: list[dict[str, Any]],
+        state: StepState,
+        feature_info: dict[str, Any],
+        wall_start: float,
+    ) -> dict[str, Any]:
+        cfg = self.cfg
+        last = curve[-1] if curve else {}
+        return {
+            "run_id": info.run_id,
+            "status": "finished",
+            "selector": cfg.selector,
+            "uses": info.uses,
+            "dataset": cfg.dataset,
+            "backbone": cfg.backbone,
+            "backbone_fingerprint": backbone.fingerprint,
+            "seed": cfg.seed,
+            "label_budget": info.label_budget,
+            "label_budget_requested": cfg.label_budget,
+            "batch_budget": cfg.batch_budget,
+            "batch_size": cfg.batch_size,
+            "rounds_requested": cfg.rounds,
+            "steps": state.global_step,
+            "pool_size": info.pool_size,
+            "test_size": info.test_size,
+            "num_classes": info.num_classes,
+            "image_size": (cfg.image_size or splits.default_image_size),
+            "test_top1": last.get("top1"),
+            "test_top5": last.get("top5"),
+            "curve": curve,
+            "rounds": records,
+            "selection_seconds": float(sum(r["selection_seconds"] for r in records)),
+            "selection_forward_batches": int(sum(r["selection_forward_batches"] for r in records)),
+            "features": feature_info,
+            "dataset_info": splits.info,
+            "device": str(device),
+            "device_name": device_name(device),
+            "wall_seconds": time.perf_counter() - wall_start,
+            "versions": {**package_versions(), **self.host.versions(), "vecaf_bench": __version__},
+            "git_commit": git_commit(),
+        }
+
+    def _print_summary(self, s: dict[str, Any]) -> None:
+        out = Console()
+        table = Table(title=f"vecaf-bench run {s['run_id']}", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        rows = [
+            ("selector", f"{s['selector']} (uses: {', '.join(s['uses']) or 'features only'})"),
+            ("dataset", f"{s['dataset']}: pool {s['pool_size']}, test {s['test_size']}, {s['num_classes']} classes"),
+            ("backbone", f"{s['backbone']} @ {s['image_size'] or 'default'} px on {s['device']}"),
+            ("label budget", f"{s['label_budget']} images ({s['label_budget_requested']})"),
+            ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
+            ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
+            ("curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in s["curve"])),
+            ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"),
+            (
+                "features",
+                f"{'cache hit' if s['features'].get('cached') else 'extracted'} in {s['features']['seconds']:.1f} s",
+            ),
+            ("wall time", f"{s['wall_seconds']:.1f} s"),
+            ("results", str(Path(self.cfg.out) / s["run_id"])),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        out.print(table)
+
+
+def selector_uses(selector: Any) -> frozenset[str]:
+    return frozenset(getattr(selector, "uses", frozenset()))

@@ -1,0 +1,141 @@
+"""Finetuning and evaluation, built from timm's factories.
+
+One cosine schedule (with linear warm-up) spans the whole batch budget T, whatever the number
+of rounds, so every selector trains under the same optimizer and learning-rate curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from timm.loss import LabelSmoothingCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import accuracy
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .config import TrainConfig
+from .data import ImageSource
+from .transforms import Normalize, TransformedImages
+
+
+def build_optimizer(model: nn.Module, tc: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    opt = create_optimizer_v2(model, opt=tc.opt, lr=tc.lr, weight_decay=tc.weight_decay, momentum=tc.momentum)
+    sched, _ = create_scheduler_v2(
+        opt,
+        sched=tc.sched,
+        num_epochs=total_steps,
+        warmup_epochs=min(tc.warmup_steps, max(total_steps - 1, 0)),
+        warmup_lr=tc.warmup_lr,
+        min_lr=tc.min_lr,
+        step_on_epochs=False,
+        updates_per_epoch=1,
+    )
+    return opt, sched
+
+
+def build_criterion(tc: TrainConfig) -> nn.Module:
+    if tc.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=tc.label_smoothing)
+    return nn.CrossEntropyLoss()
+
+
+def batch_plan(selected: np.ndarray, steps: int, batch_size: int, seed: int, round_index: int) -> np.ndarray:
+    """(steps, batch_size) pool indices: reshuffled passes over the selected set.
+
+    Drawn up front from a seeded generator, so that a resumed run continues the same stream.
+    """
+    rng = np.random.default_rng([int(seed), 7919, int(round_index)])
+    need = steps * batch_size
+    chunks, have = [], 0
+    while have < need:
+        perm = rng.permutation(selected)
+        chunks.append(perm)
+        have += len(perm)
+    return np.concatenate(chunks)[:need].reshape(steps, batch_size)
+
+
+@dataclass
+class StepState:
+    global_step: int
+
+
+def train_steps(
+    model: nn.Module,
+    source: ImageSource,
+    plan: np.ndarray,
+    transform: Any,
+    normalize: Normalize,
+    opt: Any,
+    sched: Any,
+    criterion: nn.Module,
+    state: StepState,
+    amp: bool,
+    num_workers: int,
+    after_step: Callable[[int, float], None],
+) -> None:
+    """Runs one optimizer step per row of `plan`; `after_step(global_step, loss)` may evaluate."""
+    device = normalize.device
+    use_amp = amp and device.type == "cuda"
+    loader = DataLoader(
+        TransformedImages(source, transform),
+        batch_sampler=[row.tolist() for row in plan],
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    model.train()
+    batches: Iterator = iter(loader)
+    for images, labels in batches:
+        x = normalize(images)
+        y = labels.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = criterion(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.global_step += 1
+        sched.step_update(num_updates=state.global_step)
+        after_step(state.global_step, float(loss.detach()))
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    source: ImageSource,
+    transform: Any,
+    normalize: Normalize,
+    batch_size: int,
+    num_workers: int,
+    logit_mask: torch.Tensor | None = None,
+) -> dict[str, float]:
+    device = normalize.device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        TransformedImages(source, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    n, top1, top5, loss_sum = 0, 0.0, 0.0, 0.0
+    for images, labels in loader:
+        x = normalize(images)
+        y = labels.to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x).float()
+        if logit_mask is not None:
+            logits = logits.masked_fill(~logit_mask, float("-inf"))
+        a1, a5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
+        b = len(y)
+        top1 += float(a1) * b
+        top5 += float(a5) * b
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        n += b
+    model.train(was_training)
+    return {"top1": top1 / n, "top5": top5 / n, "loss": loss_sum / n}

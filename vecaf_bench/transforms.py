@@ -1,0 +1,79 @@
+"""Image pipelines from timm's factories.
+
+Transforms stop at uint8 (timm's `use_prefetcher=True` path) and the float conversion and
+normalisation happen on the device, batched: on a GPU that keeps the loader workers light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import create_transform
+from torch.utils.data import Dataset
+
+from .data import ImageSource
+
+
+def data_config_for(base: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    cfg = dict(base)
+    if image_size is not None:
+        cfg["input_size"] = (3, image_size, image_size)
+    return cfg
+
+
+def eval_transform(data_config: dict[str, Any]) -> Any:
+    return create_transform(
+        input_size=data_config["input_size"],
+        interpolation=data_config.get("interpolation", "bilinear"),
+        mean=data_config["mean"],
+        std=data_config["std"],
+        crop_pct=data_config.get("crop_pct"),
+        crop_mode=data_config.get("crop_mode"),
+        is_training=False,
+        use_prefetcher=True,
+    )
+
+
+def train_transform(data_config: dict[str, Any], augment: bool, overrides: dict[str, Any]) -> Any:
+    if not augment:
+        return eval_transform(data_config)
+    kwargs = dict(
+        input_size=data_config["input_size"],
+        interpolation=data_config.get("interpolation", "bilinear"),
+        mean=data_config["mean"],
+        std=data_config["std"],
+        is_training=True,
+        use_prefetcher=True,
+    )
+    kwargs.update(overrides)
+    return create_transform(**kwargs)
+
+
+class Normalize:
+    """uint8 NCHW batch -> normalised float batch on the device (timm's prefetcher maths)."""
+
+    def __init__(self, data_config: dict[str, Any], device: torch.device) -> None:
+        self.mean = torch.tensor([m * 255 for m in data_config["mean"]], device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor([s * 255 for s in data_config["std"]], device=device).view(1, -1, 1, 1)
+        self.device = device
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(self.device, non_blocking=True).float()
+        return (x - self.mean) / self.std
+
+
+class TransformedImages(Dataset):
+    def __init__(self, source: ImageSource, transform: Any, indices: np.ndarray | None = None) -> None:
+        self.source = source
+        self.transform = transform
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.source) if self.indices is None else len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = int(i if self.indices is None else self.indices[i])
+        arr = np.asarray(self.transform(self.source.image(j)))
+        return torch.from_numpy(arr), int(self.source.labels[j])
