@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -53,29 +53,29 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @friendly
 def run(
-    selector: Optional[str] = typer.Option(None, help="Selector plugin name (see `vecaf-bench list selectors`)."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset name, or a folder in the ImageNet layout."),
-    backbone: Optional[str] = typer.Option(None, help="Backbone, e.g. timm:tf_efficientnet_lite0 or resnet50."),
-    weights: Optional[str] = typer.Option(None, help="default | hub | shipped | none | PATH to a state dict."),
-    label_budget: Optional[str] = typer.Option(None, help="Images to select: a count (100) or a fraction (0.05, 5%)."),
-    batch_budget: Optional[int] = typer.Option(None, help="Optimizer steps, the same for every selector."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per optimizer step."),
-    rounds: Optional[int] = typer.Option(None, help="Selection rounds; budgets are split evenly over them."),
-    eval_every: Optional[int] = typer.Option(None, help="Evaluate every k steps (0: only at the end)."),
-    seed: Optional[int] = typer.Option(None, help="Seed for selection, head init and training."),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
-    image_size: Optional[int] = typer.Option(None, help="Input size in pixels (default: the dataset's or backbone's)."),
-    out: Optional[str] = typer.Option(None, help="Results folder; each run writes <out>/<run-id>/."),
-    config: Optional[str] = typer.Option(None, help="YAML config file (flags and --set override it)."),
+    selector: str | None = typer.Option(None, help="Selector plugin name (see `vecaf-bench list selectors`)."),
+    dataset: str | None = typer.Option(None, help="Dataset name, or a folder in the ImageNet layout."),
+    backbone: str | None = typer.Option(None, help="Backbone, e.g. timm:tf_efficientnet_lite0 or resnet50."),
+    weights: str | None = typer.Option(None, help="default | hub | shipped | none | PATH to a state dict."),
+    label_budget: str | None = typer.Option(None, help="Images to select: a count (100) or a fraction (0.05, 5%)."),
+    batch_budget: int | None = typer.Option(None, help="Optimizer steps, the same for every selector."),
+    batch_size: int | None = typer.Option(None, help="Images per optimizer step."),
+    rounds: int | None = typer.Option(None, help="Selection rounds; budgets are split evenly over them."),
+    eval_every: int | None = typer.Option(None, help="Evaluate every k steps (0: only at the end)."),
+    seed: int | None = typer.Option(None, help="Seed for selection, head init and training."),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
+    image_size: int | None = typer.Option(None, help="Input size in pixels (default: the dataset's or backbone's)."),
+    out: str | None = typer.Option(None, help="Results folder; each run writes <out>/<run-id>/."),
+    config: str | None = typer.Option(None, help="YAML config file (flags and --set override it)."),
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.01 (repeatable)."),
     plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
-    data_root: Optional[str] = typer.Option(None, help="Where datasets live."),
-    on_corrupt: Optional[str] = typer.Option(None, help="skip | error: what to do with an image that fails to decode."),
-    cache_dir: Optional[str] = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."),
-    wandb_mode: Optional[str] = typer.Option(None, help="online | offline | disabled (default: $WANDB_MODE or disabled)."),
-    wandb_project: Optional[str] = typer.Option(None, help="W&B project."),
-    wandb_group: Optional[str] = typer.Option(None, help="W&B group (e.g. a suite name)."),
-    resume: Optional[str] = typer.Option(None, help="Continue an interrupted run from its folder."),
+    data_root: str | None = typer.Option(None, help="Where datasets live."),
+    on_corrupt: str | None = typer.Option(None, help="skip | error: what to do with an image that fails to decode."),
+    cache_dir: str | None = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."),
+    wandb_mode: str | None = typer.Option(None, help="online | offline | disabled (default: $WANDB_MODE or disabled)."),
+    wandb_project: str | None = typer.Option(None, help="W&B project."),
+    wandb_group: str | None = typer.Option(None, help="W&B group (e.g. a suite name)."),
+    resume: str | None = typer.Option(None, help="Continue an interrupted run from its folder."),
 ) -> None:
     """Select, finetune and evaluate once; print the result and write it under --out."""
     from .config import build_config
@@ -113,7 +113,7 @@ def run(
 @app.command("list")
 @friendly
 def list_(
-    kind: Optional[str] = typer.Argument(None, help="selectors | backbones | datasets | trackers (default: all)."),
+    kind: str | None = typer.Argument(None, help="selectors | backbones | datasets | trackers (default: all)."),
     plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
 ) -> None:
     """Every registered plugin, with the package (and version) that provides it."""

@@ -273,7 +273,8 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"on_corrupt must be 'skip' or 'error', got '{cfg.on_corrupt}'.")
     if cfg.wandb_mode is not None and cfg.wandb_mode not in ("online", "offline", "disabled"):
         raise UserError(
-            f"wandb mode must be online, offline or disabled, got '{cfg.wandb_mode}'.{did_you_mean(cfg.wandb_mode, ['online', 'offline', 'disabled'])}"
+            f"wandb mode must be online, offline or disabled, got '{cfg.wandb_mode}'."
+            + did_you_mean(cfg.wandb_mode, ["online", "offline", "disabled"])
         )
     if cfg.train.lr <= 0:
         raise UserError(f"train.lr must be positive, got {cfg.train.lr}.")

@@ -195,7 +195,7 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------
     def run(self, run_dir: Path | None = None) -> dict[str, Any]:
-        cfg, console, host = self.cfg, self.console, self.host
+        cfg, host = self.cfg, self.host
         wall_start = time.perf_counter()
         selector = make_selector(host, cfg.selector, cfg.selector_options)
         uses = frozenset(getattr(selector, "uses", frozenset()))
@@ -300,7 +300,9 @@ class Runner:
                 meta = {"backbone": backbone.fingerprint, "dataset": splits.pool.fingerprint, "n": len(splits.pool)}
                 feats = cache.store(key, meta, fill)
             feature_info.update(cached=False, seconds=time.perf_counter() - t0)
-            console.print(f"features: extracted {feats.shape[0]} x {feats.shape[1]} in {feature_info['seconds']:.1f} s, cached")
+            console.print(
+                f"features: extracted {feats.shape[0]} x {feats.shape[1]} in {feature_info['seconds']:.1f} s, cached"
+            )
 
         # -- state (fresh or from the checkpoint) ---------------------------------------------
         R = cfg.rounds
@@ -352,7 +354,14 @@ class Runner:
         interrupted = False
         losses: list[float] = []
         with _sigint_after_step(console) as stop, make_progress(console) as progress:
-            train_task = progress.add_task("training", total=cfg.batch_budget, completed=state.global_step, info="")
+            bars: dict[str, Any] = {}
+
+            def train_bar() -> Any:  # created after the first selection, so the bars read in order
+                if "train" not in bars:
+                    bars["train"] = progress.add_task(
+                        "training", total=cfg.batch_budget, completed=state.global_step, info=""
+                    )
+                return bars["train"]
 
             def do_eval(step: int) -> None:
                 m = evaluate(model, splits.test, t_eval, normalize, eval_bs, cfg.train.num_workers)
@@ -361,12 +370,12 @@ class Runner:
                     point["train_loss"] = float(np.mean(losses))
                     losses.clear()
                 curve.append(point)
-                progress.update(train_task, info=f"top1 {m['top1']:.2f}")
+                progress.update(train_bar(), info=f"top1 {m['top1']:.2f}")
                 hook.vecaf_bench_evaluate(run=info, step=step, metrics=point)
 
             def after_step(step: int, loss: float) -> None:
                 losses.append(loss)
-                progress.update(train_task, completed=step)
+                progress.update(train_bar(), completed=step)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.batch_budget:
                     do_eval(step)
                 if stop["set"]:
@@ -407,6 +416,7 @@ class Runner:
                         if stop["set"]:
                             raise _Stop
                     union = np.concatenate(sel_rounds)
+                    train_bar()
                     plan = batch_plan(union, t_split[r], cfg.batch_size, cfg.seed, r)
                     done_in_round = state.global_step - int(bounds[r])
                     train_steps(

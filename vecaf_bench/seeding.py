@@ -32,3 +32,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def loader_generator(seed: int = 0) -> torch.Generator:
+    """A DataLoader's own generator: creating an iterator then draws from it, not from the global
+    RNG, so a resumed run sees the same augmentation stream as an uninterrupted one."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

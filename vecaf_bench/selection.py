@@ -60,7 +60,7 @@ class SelectionContext:
 
     def features_tensor(self, dtype: torch.dtype = torch.float32, normalized: bool = True) -> torch.Tensor:
         """The pool features on the selection device; L2-normalised unless told otherwise."""
-        f = torch.from_numpy(np.ascontiguousarray(self.features)).to(self.device, dtype)
+        f = torch.from_numpy(np.array(self.features, dtype=np.float32)).to(self.device, dtype)
         return torch.nn.functional.normalize(f, dim=1) if normalized else f
 
 
@@ -71,7 +71,9 @@ def validate_selection(plugin: str, picked: Any, count: int, pool_size: int, ear
         if isinstance(picked, torch.Tensor):
             arr = picked.detach().cpu().numpy()
     except Exception as e:
-        raise PluginError(f"selector '{plugin}' returned {type(picked).__name__}, not a list of indices ({e}).") from None
+        raise PluginError(
+            f"selector '{plugin}' returned {type(picked).__name__}, not a list of indices ({e})."
+        ) from None
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
         raise PluginError(
             f"selector '{plugin}' must return a 1-d sequence of integer pool indices, got shape {arr.shape} "

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainConfig
 from .data import ImageSource
+from .seeding import loader_generator
 from .transforms import Normalize, TransformedImages
 
 
@@ -87,6 +88,7 @@ def train_steps(
         batch_sampler=[row.tolist() for row in plan],
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        generator=loader_generator(),
     )
     model.train()
     batches: Iterator = iter(loader)
@@ -122,6 +124,7 @@ def evaluate(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        generator=loader_generator(),
     )
     n, top1, top5, loss_sum = 0, 0.0, 0.0, 0.0
     for images, labels in loader:

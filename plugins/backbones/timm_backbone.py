@@ -43,7 +43,7 @@ def convert_shipped(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict
             f"has {len(target)}; this timm version is not supported with --weights shipped."
         )
     out = {}
-    for (src_name, src), (dst_name, dst) in zip(state.items(), target.items()):
+    for (src_name, src), (dst_name, dst) in zip(state.items(), target.items(), strict=True):
         if src.shape != dst.shape:
             raise UserError(
                 f"shipped weight '{src_name}' {tuple(src.shape)} does not fit timm's '{dst_name}' {tuple(dst.shape)}."
@@ -129,6 +129,12 @@ class TimmBackbone:
                 state = _load_state_file(self.weights_file)
                 if self.mode == "shipped":
                     state = convert_shipped(state, model)
+                head = model.default_cfg.get("classifier", "~")
+                own = model.state_dict()
+                # a finetuned checkpoint's head has its own class count: the head is replaced below
+                state = {
+                    k: v for k, v in state.items() if not (k.startswith(head) and k in own and own[k].shape != v.shape)
+                }
                 missing, unexpected = model.load_state_dict(state, strict=False)
                 if unexpected or [m for m in missing if not m.startswith(model.default_cfg.get("classifier", "~"))]:
                     raise UserError(

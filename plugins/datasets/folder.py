@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ def _scan(root: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
 
 def _verify(paths: list[Path], labels: list[int], on_corrupt: str) -> tuple[list[Path], list[int], list[str]]:
     good_p, good_l, bad = [], [], []
-    for p, y in zip(paths, labels):
+    for p, y in zip(paths, labels, strict=True):
         try:
             with Image.open(p) as im:
                 im.verify()

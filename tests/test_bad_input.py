@@ -1,0 +1,111 @@
+"""Every bad input: a one-paragraph message naming the thing and what to do, exit 2, no traceback."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from PIL import Image
+
+
+def assert_user_error(result, *fragments):
+    text = result.output
+    assert result.exit_code == 2, text
+    assert "Traceback" not in text
+    for frag in fragments:
+        assert frag in text, f"{frag!r} not in {text!r}"
+
+
+def test_unknown_selector_lists_known_and_suggests(cli, tmp_path):
+    r = cli("run", "--selector", "coresett", "--out", tmp_path)
+    assert_user_error(r, "unknown selector 'coresett'", "known: coreset, full, random", "Did you mean 'coreset'?")
+
+
+def test_unknown_backbone_family_and_model(cli, tmp_path):
+    r = cli("run", "--backbone", "tim:resnet18", "--out", tmp_path)
+    assert_user_error(r, "unknown backbone 'tim'", "Did you mean 'timm'?")
+    r = cli("run", "--backbone", "resnet181", "--out", tmp_path)
+    assert_user_error(r, "unknown timm model 'resnet181'", "Did you mean")
+
+
+def test_unknown_dataset(cli, tmp_path):
+    r = cli("run", "--dataset", "mnits", "--out", tmp_path)
+    assert_user_error(r, "unknown dataset 'mnits'", "Did you mean 'mnist'?", "ImageNet layout")
+
+
+def test_missing_dataset_folder(cli, tmp_path):
+    r = cli("run", "--dataset", tmp_path / "nope", "--out", tmp_path / "o")
+    assert_user_error(r, f"dataset folder '{tmp_path / 'nope'}' does not exist")
+
+
+def test_empty_dataset_folder(cli, tmp_path):
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    r = cli("run", "--dataset", tmp_path / "data", "--out", tmp_path / "o")
+    assert_user_error(r, "but no image files")
+    (tmp_path / "empty").mkdir()
+    r = cli("run", "--dataset", tmp_path / "empty", "--out", tmp_path / "o")
+    assert_user_error(r, "holds no class sub-folders")
+
+
+def _folder_with_corrupt(root):
+    rng = np.random.default_rng(0)
+    for c in ("n01", "n02"):
+        (root / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    bad = root / "n01" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    return bad
+
+
+def test_corrupt_image_fatal_names_path(cli, tmp_path):
+    bad = _folder_with_corrupt(tmp_path / "data")
+    r = cli("run", "--dataset", tmp_path / "data", "--on-corrupt", "error", "--out", tmp_path / "o")
+    assert_user_error(r, str(bad), "--on-corrupt skip")
+
+
+@pytest.mark.parametrize("budget,msg", [("0", "must be positive"), ("-5", "must be positive"),
+                                        ("5000", "larger than the pool (1438 images)")])
+def test_label_budgets_refused(cli, tmp_path, budget, msg):
+    r = cli("run", "--dataset", "digits", "--label-budget", budget, "--out", tmp_path)
+    assert_user_error(r, msg)
+
+
+def test_batch_budget_zero(cli, tmp_path):
+    r = cli("run", "--batch-budget", "0", "--out", tmp_path)
+    assert_user_error(r, "batch budget must be at least 1")
+
+
+def test_yaml_errors_through_cli(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("selector: random\n  seed: 1\n")
+    assert_user_error(cli("run", "--config", bad), "is not valid YAML at line")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("selecter: random\n")
+    assert_user_error(cli("run", "--config", unknown), "unknown config key 'selecter'", "Did you mean 'selector'?")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_gpu(cli, tmp_path):
+    assert_user_error(cli("run", "--device", "cuda", "--out", tmp_path), "--device cuda", "no CUDA GPU",
+                      "--device cpu")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; tested with a file in the way instead")
+def test_unwritable_out_permissions(cli, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert_user_error(cli("run", *TINY, "--out", ro / "x"), "is not writable")
+
+
+def test_unwritable_out(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert_user_error(cli("run", *TINY, "--out", blocker / "runs"), f"--out '{blocker / 'runs'}' is not writable")
+
+
+def test_selector_option_unknown(cli, tmp_path):
+    r = cli("run", *TINY, "--selector", "coreset", "--set", "selector_options.chunks=4", "--out", tmp_path)
+    assert_user_error(r, "selector 'coreset' does not take option(s) 'chunks'", "accepts: chunk")

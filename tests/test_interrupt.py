@@ -1,0 +1,67 @@
+"""Ctrl-C during training keeps what is done, says how to resume, and the resume finishes the run
+exactly as an uninterrupted run would have (same selection, same curve)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import run_dirs
+
+ARGS = ["--dataset", "digits", "--label-budget", "30", "--batch-budget", "16", "--batch-size", "16",
+        "--eval-every", "4", "--image-size", "32", "--selector", "coreset", "--seed", "5"]
+
+
+def _cli(*args: str, env: dict) -> list[str]:
+    return [sys.executable, "-m", "vecaf_bench.cli", *args]
+
+
+def _wait_for_eval(out: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for ev in out.glob("*/events.jsonl"):
+            if '"event": "eval"' in ev.read_text():
+                return
+        time.sleep(0.05)
+    raise AssertionError("no evaluation event appeared")
+
+
+def test_ctrl_c_then_resume_equals_uninterrupted(tmp_path, shared_cache):
+    env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(_cli("run", *ARGS, "--out", str(out), env=env), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_eval(out, proc)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    run_dir = run_dirs(out)[0]
+    assert f"Resume with: vecaf-bench run --resume {run_dir}" in output.replace("\n", "")
+    partial = json.loads((run_dir / "summary.json").read_text())
+    assert partial["status"] == "interrupted" and 4 <= partial["steps"] < 16
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "selected.json").is_file()
+
+    resumed = subprocess.run(_cli("run", "--resume", str(run_dir), env=env), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    done = json.loads((run_dir / "summary.json").read_text())
+    assert done["status"] == "finished" and done["steps"] == 16
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    straight = subprocess.run(_cli("run", *ARGS, "--out", str(tmp_path / "straight"), env=env), env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    ref_dir = run_dirs(tmp_path / "straight")[0]
+    ref = json.loads((ref_dir / "summary.json").read_text())
+    sel = json.loads((run_dir / "selected.json").read_text())
+    assert sel == json.loads((ref_dir / "selected.json").read_text())
+    assert [(p["step"], round(p["top1"], 4)) for p in done["curve"]] == [
+        (p["step"], round(p["top1"], 4)) for p in ref["curve"]]
+
+    again = subprocess.run(_cli("run", "--resume", str(run_dir), env=env), env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and "already finished" in again.stderr
