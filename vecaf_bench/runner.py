@@ -398,7 +398,11 @@ class Runner:
                             labels=labels if "labels" in selector_uses(selector) else None,
                         )
                         sel_task = progress.add_task(f"selection r{r}", total=b_split[r], info=cfg.selector)
-                        ctx.report = lambda done, total, _t=sel_task: progress.update(_t, completed=done, total=total)
+
+                        def report(done: int, total: int, _t: Any = sel_task) -> None:
+                            progress.update(_t, completed=done, total=total)
+
+                        ctx.report = report
                         result = run_selector(cfg.selector, selector, ctx, b_split[r])
                         progress.update(sel_task, completed=b_split[r])
                         sel_rounds.append(result.indices)

@@ -114,6 +114,7 @@ class TimmBackbone:
         self.data_config: dict[str, Any] = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
 
     def create_model(self, num_classes: int, drop_path: float = 0.0) -> nn.Module:
+        model: Any
         kwargs: dict[str, Any] = {"drop_path_rate": drop_path} if drop_path else {}
         if self.mode == "hub":
             try:
@@ -146,7 +147,8 @@ class TimmBackbone:
         return model
 
     def embed(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return model.forward_head(model.forward_features(images), pre_logits=True)
+        m: Any = model  # a timm model: forward_features + forward_head(pre_logits=True)
+        return m.forward_head(m.forward_features(images), pre_logits=True)
 
 
 @hookimpl

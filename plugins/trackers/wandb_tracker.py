@@ -53,7 +53,7 @@ class WandbTracker:
                 tags=run_tags(self.config),
                 config={**self.config.to_dict(), "label_budget_count": run.label_budget, "pool_size": run.pool_size},
                 dir=str(self.run_dir),
-                mode=self.mode,
+                mode=self.mode,  # type: ignore[arg-type]
                 job_type="run",
             )
         except Exception as e:
@@ -88,7 +88,7 @@ class WandbTracker:
         self.run.summary.update(scalars)
         curve = summary.get("curve") or []
         if curve:
-            cols = ["step", "top1", "top5"]
+            cols: list[str | int] = ["step", "top1", "top5"]
             self.run.log({"curve": wandb.Table(columns=cols, data=[[p[c] for c in cols] for p in curve])})
         self.run.finish(exit_code=0 if summary.get("status") == "finished" else 1)
         self.run = None
