@@ -109,3 +109,47 @@ def test_unwritable_out(cli, tmp_path):
 def test_selector_option_unknown(cli, tmp_path):
     r = cli("run", *TINY, "--selector", "coreset", "--set", "selector_options.chunks=4", "--out", tmp_path)
     assert_user_error(r, "selector 'coreset' does not take option(s) 'chunks'", "accepts: chunk")
+
+
+BROKEN = '''
+import numpy as np
+from vecaf_bench.hookspecs import hookimpl
+
+
+class Dupes:
+    uses = frozenset()
+    def select(self, ctx, count):
+        return [0] * count
+
+
+class OutOfRange:
+    uses = frozenset()
+    def select(self, ctx, count):
+        return list(range(ctx.pool_size, ctx.pool_size + count))
+
+
+class TooFew:
+    uses = frozenset()
+    def select(self, ctx, count):
+        return np.arange(count - 1)
+
+
+@hookimpl
+def vecaf_bench_add_selectors():
+    return {"dupes": Dupes, "outofrange": OutOfRange, "toofew": TooFew}
+'''
+
+
+@pytest.mark.parametrize("name,msg", [("dupes", "returned duplicates"),
+                                      ("outofrange", "returned indices outside the pool [0, 1438)"),
+                                      ("toofew", "returned 29 indices where 30 were asked for")])
+def test_plugin_breaking_the_selector_contract_is_named(cli, tmp_path, monkeypatch, name, msg):
+    (tmp_path / "broken_selectors.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    r = cli("run", *TINY, "--plugin", "broken_selectors", "--selector", name, "--out", tmp_path / "o")
+    assert_user_error(r, f"selector '{name}' broke the selector contract", msg, "stopped before training")
+
+
+def test_plugin_module_that_does_not_import(cli, tmp_path):
+    assert_user_error(cli("run", "--plugin", "no_such_module_xyz", "--out", tmp_path),
+                      "--plugin 'no_such_module_xyz' could not be imported")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from importlib import metadata
 from types import ModuleType
 from typing import Any
 
@@ -25,10 +26,8 @@ class PluginHost:
     def __init__(self, extra_modules: Iterable[str] = ()) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
-        self.pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         self._sources: dict[int, tuple[str, str]] = {}
-        for plugin, dist in self.pm.list_plugin_distinfo():
-            self._sources[id(plugin)] = (dist.metadata["name"], dist.version)
+        self._load_entry_points()
         for path in extra_modules:
             module = _import_plugin(path)
             if not self.pm.is_registered(module):
@@ -44,6 +43,27 @@ class PluginHost:
                 source, version = self._sources.get(id(impl.plugin), (impl.plugin_name, "?"))
                 for name, factory in dict(found).items():
                     self.registries[kind].add(Entry(name, factory, source, version))
+
+    def _load_entry_points(self) -> None:
+        """pluggy's `load_setuptools_entrypoints`, but a plugin that fails to import is named."""
+        seen = set()
+        for dist in metadata.distributions():
+            for ep in dist.entry_points:
+                if ep.group != hookspecs.PROJECT or ep.name in seen:
+                    continue
+                seen.add(ep.name)
+                if self.pm.get_plugin(ep.name) is not None or self.pm.is_blocked(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as e:
+                    raise UserError(
+                        f"plugin '{ep.name}' from package '{dist.metadata['name']}' failed to load "
+                        f"({type(e).__name__}: {e}). Fix or uninstall that package (pip uninstall "
+                        f"{dist.metadata['name']})."
+                    ) from None
+                self.pm.register(plugin, name=ep.name)
+                self._sources[id(plugin)] = (dist.metadata["name"], dist.version)
 
     @property
     def hook(self) -> Any:
