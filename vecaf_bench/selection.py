@@ -67,9 +67,10 @@ class SelectionContext:
 def validate_selection(plugin: str, picked: Any, count: int, pool_size: int, earlier: np.ndarray) -> np.ndarray:
     """The indices as int64, or a PluginError that names the plugin and what it got wrong."""
     try:
-        arr = np.asarray(list(picked) if not isinstance(picked, (np.ndarray, torch.Tensor)) else picked)
-        if isinstance(picked, torch.Tensor):
+        if isinstance(picked, torch.Tensor):  # before np.asarray, which fails on a CUDA tensor
             arr = picked.detach().cpu().numpy()
+        else:
+            arr = np.asarray(picked if isinstance(picked, np.ndarray) else list(picked))
     except Exception as e:
         raise PluginError(
             f"selector '{plugin}' returned {type(picked).__name__}, not a list of indices ({e})."
