@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import ImageSource
+from .seeding import loader_generator
 from .transforms import Normalize, TransformedImages
 
 
@@ -91,6 +92,7 @@ def extract(
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
+        generator=loader_generator(),
         persistent_workers=False,
     )
     out: np.ndarray | None = None
@@ -102,8 +104,8 @@ def extract(
         x = normalize(images)
         t0 = time.perf_counter()
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            f = embed(model, x)
-        f = f.float().cpu().numpy()
+            emb = embed(model, x)
+        f = emb.float().cpu().numpy()
         forward_s += time.perf_counter() - t0
         if out is None:
             out = out_factory(f.shape[1])
