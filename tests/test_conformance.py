@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -32,9 +31,7 @@ def test_builtins_are_discovered():
 @pytest.mark.parametrize("name", SELECTORS)
 def test_selector_conforms(name):
     factory = _HOST.selectors().get(name).factory
-    start = time.perf_counter()
     check_selector(factory, name=name)
-    assert time.perf_counter() - start < 5.0  # a budget of ~1 s, with room for a slow CI machine
 
 
 # -- deliberately broken selectors ---------------------------------------------------------------

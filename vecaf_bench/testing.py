@@ -174,7 +174,7 @@ def check_uses(factory: Factory, *, options: Mapping[str, Any] | None = None, na
     """`uses` is a set of known names (labels, model, text)."""
     name = selector_name(factory, name)
     selector = _build(factory, options, name)
-    uses = getattr(selector, "uses", frozenset())
+    uses: Any = getattr(selector, "uses", frozenset())
     if isinstance(uses, str) or not all(isinstance(u, str) for u in uses):
         raise AssertionError(f"selector '{name}' failed check 'uses': `uses` must be a set of strings, got {uses!r}")
     unknown = sorted(set(uses) - KNOWN_USES)
