@@ -109,6 +109,29 @@ def run(
     Runner(cfg, console=err).run()
 
 
+@app.command()
+@friendly
+def select(
+    features: str = typer.Option(..., help="Pool features, an (N, d) .npy file."),
+    budget: str = typer.Option(..., help="Images to select: a count (100) or a fraction (0.05, 5%)."),
+    selector: str = typer.Option("random", help="Selector plugin name."),
+    labels: str | None = typer.Option(None, help="(N,) integer labels .npy, for selectors that use labels."),
+    selected: str | None = typer.Option(None, help="JSON list of indices picked earlier (kept, not re-picked)."),
+    seed: int = typer.Option(0, help="Seed."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps."),
+    set_: list[str] = typer.Option([], "--set", help="Selector option: --set tau=0.07 (repeatable)."),
+    plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
+    out: str = typer.Option(..., help="Where to write the selected indices (a JSON list of ints)."),
+) -> None:
+    """Selection alone, on precomputed features (how the papers' released scripts are used)."""
+    from .selectfile import select_from_files
+
+    select_from_files(
+        features=features, budget=budget, selector=selector, labels=labels, selected=selected, seed=seed,
+        device=device, options=list(set_), plugins=list(plugin), out=out, console=err,
+    )
+
+
 @app.command("list")
 @friendly
 def list_(

@@ -40,7 +40,11 @@ class SelectionContext:
     num_classes: int = 0
     labels: np.ndarray | None = None  # only for selectors with "labels" in `uses`
     model: torch.nn.Module | None = None  # only for selectors with "model" in `uses`
-    per_sample_loss: Callable[[np.ndarray], np.ndarray] | None = None
+    # per-sample cross-entropy of `model` on pool indices (None: all); its forward passes are
+    # counted into `forward_batches` by the runner
+    per_sample_loss: Callable[[np.ndarray | None], np.ndarray] | None = None
+    trained_steps: int = 0  # optimizer steps the model has had (0: its head is untrained)
+    text: Any = None  # text features (per sample, per class) for selectors with "text" in `uses`
     forward_batches: int = 0  # selection forward passes, counted into the summary
     # progress callback (done, total): long selectors call it, the runner shows a bar
     report: Callable[[int, int], None] = field(default=lambda done, total: None)

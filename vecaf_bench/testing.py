@@ -23,6 +23,7 @@ runner does.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,9 @@ def make_context(
         ctx.model = model
         target = torch.as_tensor(labels, dtype=torch.long)
 
-        def per_sample_loss(idx: np.ndarray) -> np.ndarray:
+        def per_sample_loss(idx: np.ndarray | None = None) -> np.ndarray:
+            if idx is None:
+                idx = np.arange(len(feats))
             idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
             with torch.no_grad():
                 logits = model(torch.from_numpy(np.array(feats[idx_t.numpy()])))
@@ -123,6 +126,13 @@ def make_context(
             return loss.numpy()
 
         ctx.per_sample_loss = per_sample_loss
+        ctx.trained_steps = 1  # the stand-in model counts as trained: loss-based paths run
+    if "text" in uses:
+        # class-prompt-like text: one random unit vector per class, shared by its samples
+        rng = np.random.default_rng(seed + 17)
+        per_class = rng.normal(size=(max(num_classes, 1), 8)).astype(np.float32)
+        per_class /= np.linalg.norm(per_class, axis=1, keepdims=True)
+        ctx.text = SimpleNamespace(per_sample=per_class[labels], per_class=per_class, shared_space=False)
     return ctx
 
 

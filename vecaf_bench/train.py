@@ -142,3 +142,37 @@ def evaluate(
         n += b
     model.train(was_training)
     return {"top1": top1 / n, "top5": top5 / n, "loss": loss_sum / n}
+
+
+@torch.inference_mode()
+def per_sample_losses(
+    model: nn.Module,
+    source: ImageSource,
+    indices: np.ndarray,
+    transform: Any,
+    normalize: Normalize,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[np.ndarray, int]:
+    """Cross-entropy of the current model on each listed pool sample (eval transforms, no
+    augmentation); returns (losses, forward batches) so that selection compute is counted."""
+    device = normalize.device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(
+        TransformedImages(source, transform, indices),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=loader_generator(),
+    )
+    out, batches = [], 0
+    for images, labels in loader:
+        x = normalize(images)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x).float()
+        out.append(nn.functional.cross_entropy(logits, labels.to(device), reduction="none").cpu().numpy())
+        batches += 1
+    model.train(was_training)
+    return (np.concatenate(out) if out else np.zeros(0, dtype=np.float32)), batches
