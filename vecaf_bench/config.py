@@ -47,6 +47,11 @@ class RunConfig:
     backbone: str = "timm:tf_efficientnet_lite0"
     weights: str = "default"
     image_size: int | None = None
+    # text side (selectors that use text): encoder `minilm`, `open_clip:<model>[@<pretrained>]`, or
+    # `auto` (minilm; the backbone's own text tower when it has one)
+    text_encoder: str = "auto"
+    captions: str | None = None  # CSV/JSONL of captions; default: class-name prompts
+    text_domain: str | None = None  # a named OOD target domain: domain-conditioned prompts
     label_budget: str = "2.5%"
     batch_budget: int = 150
     batch_size: int = 32

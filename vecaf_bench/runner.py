@@ -36,7 +36,15 @@ from .progress import make_progress
 from .results import read_json, write_json_atomic, write_text_atomic
 from .seeding import rng_state, seed_everything, set_rng_state
 from .selection import KNOWN_USES, SelectionContext, run_selector
-from .train import StepState, batch_plan, build_criterion, build_optimizer, evaluate, train_steps
+from .train import (
+    StepState,
+    batch_plan,
+    build_criterion,
+    build_optimizer,
+    evaluate,
+    per_sample_losses,
+    train_steps,
+)
 from .transforms import Normalize, data_config_for, eval_transform, train_transform
 
 CHECKPOINT = "checkpoint.pt"
@@ -111,7 +119,10 @@ def make_selector(host: PluginHost, name: str, options: dict[str, Any]) -> Any:
             f"selector '{name}' does not take option(s) {', '.join(map(repr, bad)) or repr(options)}; "
             f"it accepts: {', '.join(accepted) or 'no options'}."
         ) from None
-    selector = entry.factory(**options)
+    try:
+        selector = entry.factory(**options)
+    except TypeError as e:
+        raise UserError(f"selector '{name}' does not take these options {options}: {e}.") from None
     uses = frozenset(getattr(selector, "uses", frozenset()))
     if not uses <= KNOWN_USES:
         raise PluginError(
@@ -351,6 +362,19 @@ class Runner:
             )
 
         labels = np.asarray(splits.pool.labels)
+        uses = selector_uses(selector)
+
+        def _loss_fn(ctx: SelectionContext) -> Any:
+            def loss_fn(indices: np.ndarray | None = None) -> np.ndarray:
+                idx = np.arange(info.pool_size) if indices is None else np.asarray(indices, dtype=np.int64)
+                losses, batches = per_sample_losses(
+                    model, splits.pool, idx, t_eval, normalize, eval_bs, cfg.train.num_workers
+                )
+                ctx.forward_batches += batches
+                return losses
+
+            return loss_fn
+
         interrupted = False
         losses: list[float] = []
         with _sigint_after_step(console) as stop, make_progress(console) as progress:
@@ -395,8 +419,14 @@ class Runner:
                             round=r,
                             rounds=R,
                             num_classes=splits.num_classes,
-                            labels=labels if "labels" in selector_uses(selector) else None,
+                            labels=labels if "labels" in uses else None,
+                            trained_steps=state.global_step,
                         )
+                        if "model" in uses:
+                            ctx.model = model
+                            ctx.per_sample_loss = _loss_fn(ctx)
+                        if "text" in uses:
+                            ctx.text = self._text_features(splits, labels, device)
                         sel_task = progress.add_task(f"selection r{r}", total=b_split[r], info=cfg.selector)
 
                         def report(done: int, total: int, _t: Any = sel_task) -> None:
@@ -414,6 +444,9 @@ class Runner:
                             "selection_seconds": result.seconds,
                             "selection_forward_batches": result.forward_batches,
                         }
+                        stats = getattr(selector, "round_stats", None)
+                        if stats:
+                            record["stats"] = dict(stats)
                         records.append(record)
                         write_selected()
                         hook.vecaf_bench_round_end(run=info, record=record)
@@ -452,6 +485,40 @@ class Runner:
             ck.unlink()
         self._print_summary(summary)
         return summary
+
+    def _text_features(self, splits: DatasetSplits, labels: np.ndarray, device: torch.device) -> Any:
+        """Annotation embeddings for text-using selectors, cached like image features."""
+        from .text import text_features
+
+        cfg = self.cfg
+        spec = cfg.text_encoder
+        if spec == "auto":
+            prefix, _ = parse_backbone(cfg.backbone)
+            spec = cfg.backbone if prefix == "open_clip" else "minilm"
+        name, _, arg = spec.partition(":")
+        entry = self.host.registries["text_encoders"].get(name)
+        if arg:
+            model, _, pretrained = arg.partition("@")
+            encoder = entry.factory(model, pretrained or None) if pretrained else entry.factory(model)
+        else:
+            encoder = entry.factory()
+        captions = None
+        if cfg.captions:
+            from .text import load_captions
+
+            paths = getattr(splits.pool, "paths", None)
+            captions = load_captions(cfg.captions, len(splits.pool), paths)
+        self.console.print(f"text: {encoder.name} on {'captions' if captions else 'class prompts'}"
+                           + (f", domain '{cfg.text_domain}'" if cfg.text_domain else ""))
+        return text_features(
+            encoder,
+            classes=splits.classes,
+            labels=labels,
+            captions=captions,
+            domain=cfg.text_domain,
+            cache_root=cfg.cache_dir or default_cache_dir(),
+            device=device,
+        )
 
     def _summary(
         self,
