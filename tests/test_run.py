@@ -92,3 +92,21 @@ def test_folder_dataset_skips_corrupt_image_and_reports_it(cli, tmp_path):
     assert s["pool_size"] + s["test_size"] == 16
     assert any(str(bad) in x for x in s["dataset_info"]["skipped"])
     assert len(s["dataset_info"]["split"]["test_files"]) == s["test_size"]
+
+
+def test_vecaf_runs_in_rounds_and_counts_its_forward_passes(cli, tmp_path):
+    for rounds in (1, 3):
+        out = tmp_path / f"r{rounds}"
+        r = cli("run", *TINY, "--selector", "vecaf", "--rounds", str(rounds), "--set",
+                "selector_options.iterations=30", "--out", out)
+        assert r.exit_code == 0, r.output
+        s = summary_of(out)
+        assert s["uses"] == ["labels", "model", "text"]
+        assert sum(x["picked"] for x in s["rounds"]) == 30 and s["steps"] == 6
+        assert sum(x["steps"] for x in s["rounds"]) == 6 and len(s["rounds"]) == rounds
+        assert s["rounds"][0]["selection_forward_batches"] == 0  # round 0: untrained head, uniform weights
+        assert s["rounds"][0]["stats"]["weights"].startswith("uniform")
+        if rounds == 3:
+            later = s["rounds"][1:]
+            assert all(x["selection_forward_batches"] > 0 and x["stats"]["weights"] == "loss" for x in later)
+            assert s["selection_forward_batches"] == sum(x["selection_forward_batches"] for x in s["rounds"])

@@ -39,6 +39,12 @@ def vecaf_bench_resolve_dataset(name: str) -> Any:
 
 
 @hookspec
+def vecaf_bench_add_text_encoders() -> Mapping[str, Any]:
+    """Text encoders by name. A factory returns an object with `name`, `fingerprint`, `dim` and
+    `encode(texts, batch_size, device)` (see `vecaf_bench.text.TextEncoder`)."""
+
+
+@hookspec
 def vecaf_bench_add_trackers() -> Mapping[str, Any]:
     """Trackers by name. A factory takes (config, run_dir) and returns an object that
     implements the life-cycle hooks below."""

@@ -7,8 +7,14 @@ from typing import Any
 
 from .errors import UserError, unknown
 
-KINDS = ("selectors", "backbones", "datasets", "trackers")
-_SINGULAR = {"selectors": "selector", "backbones": "backbone", "datasets": "dataset", "trackers": "tracker"}
+KINDS = ("selectors", "backbones", "datasets", "text_encoders", "trackers")
+_SINGULAR = {
+    "selectors": "selector",
+    "backbones": "backbone",
+    "datasets": "dataset",
+    "trackers": "tracker",
+    "text_encoders": "text encoder",
+}
 
 
 @dataclass(frozen=True)

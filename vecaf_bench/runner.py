@@ -363,6 +363,7 @@ class Runner:
 
         labels = np.asarray(splits.pool.labels)
         uses = selector_uses(selector)
+        text_cache: Any = None  # text features are computed once per run, on first use
 
         def _loss_fn(ctx: SelectionContext) -> Any:
             def loss_fn(indices: np.ndarray | None = None) -> np.ndarray:
@@ -426,7 +427,9 @@ class Runner:
                             ctx.model = model
                             ctx.per_sample_loss = _loss_fn(ctx)
                         if "text" in uses:
-                            ctx.text = self._text_features(splits, labels, device)
+                            if text_cache is None:
+                                text_cache = self._text_features(splits, labels, device)
+                            ctx.text = text_cache
                         sel_task = progress.add_task(f"selection r{r}", total=b_split[r], info=cfg.selector)
 
                         def report(done: int, total: int, _t: Any = sel_task) -> None:
@@ -434,9 +437,10 @@ class Runner:
 
                         ctx.report = report
                         result = run_selector(cfg.selector, selector, ctx, b_split[r])
-                        progress.update(sel_task, completed=b_split[r])
+                        done_total = next(t.total for t in progress.tasks if t.id == sel_task)
+                        progress.update(sel_task, completed=done_total)
                         sel_rounds.append(result.indices)
-                        record = {
+                        record: dict[str, Any] = {
                             "round": r,
                             "picked": len(result.indices),
                             "selected_total": int(sum(len(s) for s in sel_rounds)),

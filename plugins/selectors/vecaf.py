@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from vecaf_bench_plugins.selectors.activeft import ActiveFT
 
 from vecaf_bench.errors import UserError
 from vecaf_bench.hookspecs import hookimpl
 from vecaf_bench.selection import SelectionContext
-from vecaf_bench_plugins.selectors.activeft import ActiveFT
 
 ALPHA_MODES = ("attentive", "one")
 WEIGHT_MODES = ("outside", "inside")
@@ -110,7 +110,7 @@ class VeCAF(ActiveFT):
         self.eta, self.sigma, self.alpha_mode = float(eta), float(sigma), alpha
         self.alpha_temperature, self.weight_mode = float(alpha_temperature), weight_mode
         self.weight_transform, self.weight_clip, self.ridge = weight_transform, float(weight_clip), float(ridge)
-        self.round_stats: dict[str, float] = {}
+        self.round_stats: dict[str, Any] = {}
 
     def features(self, ctx: SelectionContext) -> torch.Tensor:
         feats = ctx.features_tensor()
