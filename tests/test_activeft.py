@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from vecaf_bench.selection import SelectionContext
 from vecaf_bench_plugins.selectors.activeft import (
     ActiveFT,
     loss_and_grad,
@@ -13,8 +15,6 @@ from vecaf_bench_plugins.selectors.activeft import (
     map_centres_to_samples,
     reference_loss,
 )
-
-from vecaf_bench.selection import SelectionContext
 
 
 def clustered(n=600, d=16, k=12, seed=0, spread=0.15):

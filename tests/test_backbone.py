@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 from timm.data import ImageNetInfo, create_transform
-from vecaf_bench_plugins.backbones.timm_backbone import TimmBackbone
 
 from vecaf_bench.errors import UserError
+from vecaf_bench_plugins.backbones.timm_backbone import TimmBackbone
 
 
 def test_shipped_weights_classify_chelsea_as_a_cat():

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from vecaf_bench_plugins.selectors.activeft import ActiveFT
 
 from vecaf_bench.errors import UserError
 from vecaf_bench.hookspecs import hookimpl
 from vecaf_bench.selection import SelectionContext
+from vecaf_bench_plugins.selectors.activeft import ActiveFT
 
 ALPHA_MODES = ("attentive", "one")
 WEIGHT_MODES = ("outside", "inside")
