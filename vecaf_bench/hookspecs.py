@@ -40,8 +40,8 @@ def vecaf_bench_resolve_dataset(name: str) -> Any:
 
 @hookspec
 def vecaf_bench_add_text_encoders() -> Mapping[str, Any]:
-    """Text encoders by name. A factory returns an object with `name`, `fingerprint`, `dim` and
-    `encode(texts, batch_size, device)` (see `vecaf_bench.text.TextEncoder`)."""
+    """Text encoders by name (`minilm`, `open_clip` in `open_clip:ViT-B-32@openai`). A factory
+    takes its options (model, weights) and returns a `vecaf_bench.text.TextEncoder`."""
 
 
 @hookspec

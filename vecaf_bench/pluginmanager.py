@@ -81,6 +81,9 @@ class PluginHost:
     def trackers(self) -> Registry:
         return self.registries["trackers"]
 
+    def text_encoders(self) -> Registry:
+        return self.registries["text_encoders"]
+
     def versions(self) -> dict[str, str]:
         return {src: ver for src, ver in self._sources.values()}
 
