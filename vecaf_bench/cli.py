@@ -135,7 +135,9 @@ def select(
 @app.command("list")
 @friendly
 def list_(
-    kind: str | None = typer.Argument(None, help="selectors | backbones | datasets | trackers (default: all)."),
+    kind: str | None = typer.Argument(
+        None, help="selectors, backbones, datasets, text_encoders or trackers (default: all)."
+    ),
     plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
 ) -> None:
     """Every registered plugin, with the package (and version) that provides it."""

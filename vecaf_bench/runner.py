@@ -522,6 +522,7 @@ class Runner:
             domain=cfg.text_domain,
             cache_root=cfg.cache_dir or default_cache_dir(),
             device=device,
+            log=self.console.print,
         )
 
     def _summary(

@@ -49,8 +49,12 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 # target domain's name; ImageNet-R's renditions are among them. An unknown domain falls back
 # to "a {domain} of a {}." (DOMAIN_FALLBACK).
 DOMAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
-    "sketch": ("a sketch of a {}.", "a drawing of a {}.", "a pencil sketch of a {}.", "a black and white sketch of a {}."),
-    "painting": ("a painting of a {}.", "an oil painting of a {}.", "a watercolor painting of a {}.", "a painting of the {}."),
+    "sketch": (
+        "a sketch of a {}.", "a drawing of a {}.", "a pencil sketch of a {}.", "a black and white sketch of a {}.",
+    ),
+    "painting": (
+        "a painting of a {}.", "an oil painting of a {}.", "a watercolor painting of a {}.", "a painting of the {}.",
+    ),
     "cartoon": ("a cartoon {}.", "a cartoon of a {}.", "a cartoon drawing of a {}.", "an animated {}."),
     "art": ("art of a {}.", "an artwork of a {}.", "a rendition of a {}.", "art of the {}."),
     "clipart": ("a clipart of a {}.", "a clip art image of a {}.", "an icon of a {}."),
@@ -253,6 +257,7 @@ def load_captions(path: str | Path, n: int, paths: Sequence[str | Path] | None =
         except csv.Error as e:
             raise UserError(f"{where}, line {reader.line_num}: not valid CSV ({e}).") from None
     else:
+        example = '{"index": 0, "caption": "..."}'
         for line_no, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -261,7 +266,7 @@ def load_captions(path: str | Path, n: int, paths: Sequence[str | Path] | None =
             except json.JSONDecodeError as e:
                 raise UserError(f"{where}, line {line_no}: not valid JSON ({e.msg}).") from None
             if not isinstance(row, dict):
-                raise UserError(f"{where}, line {line_no}: expected an object like {{\"index\": 0, \"caption\": \"...\"}}.")
+                raise UserError(f"{where}, line {line_no}: expected an object like {example}.")
             place(row, line_no)
     missing = [i for i, c in enumerate(out) if c is None]
     if missing:

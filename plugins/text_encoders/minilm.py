@@ -69,11 +69,13 @@ class MiniLM:
         self.space: str | None = None  # a text-only space
         config = json.loads((folder / "config.json").read_text())
         pooling = folder / "1_Pooling" / "config.json"
-        self.dim = int(json.loads(pooling.read_text())["word_embedding_dimension"]) if pooling.is_file() else int(
-            config["hidden_size"]
-        )
+        if pooling.is_file():
+            self.dim = int(json.loads(pooling.read_text())["word_embedding_dimension"])
+        else:
+            self.dim = int(config["hidden_size"])
         st_config = folder / "sentence_bert_config.json"
-        self.max_length = int(json.loads(st_config.read_text()).get("max_seq_length", 256)) if st_config.is_file() else 256
+        st = json.loads(st_config.read_text()) if st_config.is_file() else {}
+        self.max_length = int(st.get("max_seq_length") or 256)
         weights = folder / WEIGHTS
         stat = weights.stat()
         self.fingerprint = f"minilm:{_digest(weights, stat.st_size, stat.st_mtime_ns)}:max{self.max_length}"

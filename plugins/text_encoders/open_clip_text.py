@@ -47,7 +47,9 @@ def _file_digest(path: Path) -> str:
 
 
 class OpenClipText:
-    def __init__(self, model: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None) -> None:
+    def __init__(
+        self, model: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None
+    ) -> None:
         import open_clip
 
         models = open_clip.list_models()
