@@ -110,3 +110,13 @@ def test_vecaf_runs_in_rounds_and_counts_its_forward_passes(cli, tmp_path):
             later = s["rounds"][1:]
             assert all(x["selection_forward_batches"] > 0 and x["stats"]["weights"] == "loss" for x in later)
             assert s["selection_forward_batches"] == sum(x["selection_forward_batches"] for x in s["rounds"])
+
+
+def test_vecaf_reselect_mode_replaces_the_set_each_round(cli, tmp_path):
+    r = cli("run", *TINY, "--selector", "vecaf", "--rounds", "2", "--set", "selector_options.iterations=10",
+            "--set", "selector_options.reselect=true", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    s = summary_of(tmp_path)
+    assert [x["picked"] for x in s["rounds"]] == [15, 30] and s["label_budget"] == 30
+    sel = json.loads((run_dirs(tmp_path)[0] / "selected.json").read_text())
+    assert sel["mode"] == "reselect" and len(set(sel["rounds"][1])) == 30

@@ -96,3 +96,14 @@ def test_bad_options_are_named():
         VeCAF(weight_mode="middle")
     with pytest.raises(UserError, match="alpha must be one of attentive, one"):
         VeCAF(alpha="half")
+
+
+def test_ensemble_of_aligned_members_is_deterministic():
+    f, labels, text = _data()
+    a = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8)
+    b = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8)
+    assert np.array_equal(a, b) and len(set(a.tolist())) == 8
+    from vecaf_bench.errors import UserError
+
+    with pytest.raises(UserError, match="ensemble must be >= 1"):
+        VeCAF(ensemble=0)

@@ -358,11 +358,16 @@ class Runner:
         def write_selected() -> None:
             write_json_atomic(
                 run_dir / "selected.json",
-                {"pool_size": info.pool_size, "rounds": [r.tolist() for r in sel_rounds]},
+                {
+                    "pool_size": info.pool_size,
+                    "mode": "reselect" if reselects else "grow",  # reselect: each round holds the whole set
+                    "rounds": [r.tolist() for r in sel_rounds],
+                },
             )
 
         labels = np.asarray(splits.pool.labels)
         uses = selector_uses(selector)
+        reselects = bool(getattr(selector, "reselects", False))
         text_cache: Any = None  # text features are computed once per run, on first use
 
         def _loss_fn(ctx: SelectionContext) -> Any:
@@ -412,6 +417,9 @@ class Runner:
                         continue  # round finished before the resume point
                     if len(sel_rounds) <= r:
                         earlier = np.concatenate(sel_rounds) if sel_rounds else np.zeros(0, dtype=np.int64)
+                        count = b_split[r]
+                        if reselects:  # the whole cumulative budget, chosen afresh from the pool
+                            earlier, count = np.zeros(0, dtype=np.int64), int(sum(b_split[: r + 1]))
                         ctx = SelectionContext(
                             features=feats,
                             selected=earlier,
@@ -430,20 +438,20 @@ class Runner:
                             if text_cache is None:
                                 text_cache = self._text_features(splits, labels, device)
                             ctx.text = text_cache
-                        sel_task = progress.add_task(f"selection r{r}", total=b_split[r], info=cfg.selector)
+                        sel_task = progress.add_task(f"selection r{r}", total=count, info=cfg.selector)
 
                         def report(done: int, total: int, _t: Any = sel_task) -> None:
                             progress.update(_t, completed=done, total=total)
 
                         ctx.report = report
-                        result = run_selector(cfg.selector, selector, ctx, b_split[r])
+                        result = run_selector(cfg.selector, selector, ctx, count)
                         done_total = next(t.total for t in progress.tasks if t.id == sel_task)
                         progress.update(sel_task, completed=done_total)
                         sel_rounds.append(result.indices)
                         record: dict[str, Any] = {
                             "round": r,
                             "picked": len(result.indices),
-                            "selected_total": int(sum(len(s) for s in sel_rounds)),
+                            "selected_total": len(result.indices) if reselects else int(sum(map(len, sel_rounds))),
                             "steps": t_split[r],
                             "selection_seconds": result.seconds,
                             "selection_forward_batches": result.forward_batches,
@@ -456,7 +464,7 @@ class Runner:
                         hook.vecaf_bench_round_end(run=info, record=record)
                         if stop["set"]:
                             raise _Stop
-                    union = np.concatenate(sel_rounds)
+                    union = sel_rounds[r] if reselects else np.concatenate(sel_rounds[: r + 1])
                     train_bar()
                     plan = batch_plan(union, t_split[r], cfg.batch_size, cfg.seed, r)
                     done_in_round = state.global_step - int(bounds[r])

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from vecaf_bench.errors import UserError
 from vecaf_bench.hookspecs import hookimpl
 from vecaf_bench.selection import SelectionContext
-from vecaf_bench_plugins.selectors.activeft import ActiveFT
+from vecaf_bench_plugins.selectors.activeft import ActiveFT, map_centres_to_samples
 
 ALPHA_MODES = ("attentive", "one")
 WEIGHT_MODES = ("outside", "inside")
@@ -94,9 +94,17 @@ class VeCAF(ActiveFT):
         weight_transform: str = "none",
         weight_clip: float = 10.0,
         ridge: float = 1e-2,
+        ensemble: int = 1,
+        reselect: bool = False,
         **activeft_options: Any,
     ) -> None:
         super().__init__(**activeft_options)
+        if int(ensemble) < 1:
+            raise UserError(f"vecaf ensemble must be >= 1, got {ensemble}.")
+        self.ensemble = int(ensemble)
+        # rounds: grow the selected set (default) or reselect the whole cumulative budget each round
+        self.reselects = bool(reselect)
+        self._member = 0
         if alpha not in ALPHA_MODES:
             raise UserError(f"vecaf alpha must be one of {', '.join(ALPHA_MODES)}, got '{alpha}'.")
         if weight_mode not in WEIGHT_MODES:
@@ -124,9 +132,11 @@ class VeCAF(ActiveFT):
             w = ridge_map(F.normalize(text, dim=1), feats, self.ridge)
             text, class_text = F.normalize(text, dim=1) @ w, F.normalize(class_text, dim=1) @ w
         labels = torch.as_tensor(np.asarray(ctx.labels), dtype=torch.long, device=feats.device)
+        gen = ctx.generator()
+        if self._member:  # each ensemble member draws its own CEA noise
+            gen.manual_seed(gen.initial_seed() + 7919 * self._member)
         aug, alpha = cea_features(
-            feats, text, class_text, labels, self.eta, self.sigma, self.alpha_mode, self.alpha_temperature,
-            ctx.generator(),
+            feats, text, class_text, labels, self.eta, self.sigma, self.alpha_mode, self.alpha_temperature, gen
         )
         self.round_stats.update(alpha_mean=float(alpha.mean()), alpha_min=float(alpha.min()))
         return aug
@@ -143,7 +153,21 @@ class VeCAF(ActiveFT):
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
         self.round_stats = {}
-        return super().select(ctx, count)
+        self._member = 0
+        if self.ensemble == 1 or count == 0:
+            return super().select(ctx, count)
+        # an ensemble averages centres only when they are aligned: every member starts from the
+        # same initial samples (fit_centres draws them from the same per-round generator)
+        thetas, first = [], None
+        for member in range(self.ensemble):
+            self._member = member
+            feats = self.features(ctx)
+            first = feats if first is None else first
+            thetas.append(F.normalize(self.fit_centres(ctx, feats, count), dim=1))
+        self._member = 0
+        theta = torch.stack(thetas).mean(0)
+        picks, self.fallbacks = map_centres_to_samples(first, theta, ctx.selected, self.topk, self.chunk)
+        return picks
 
 
 @hookimpl
