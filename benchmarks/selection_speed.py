@@ -72,8 +72,15 @@ from vecaf_bench.selection import SelectionContext  # noqa: E402
 
 TAU, LAM, LR, CHUNK, TOPK = 0.07, 1.0, 1e-3, 65536, 32  # ActiveFT's defaults
 CPU_TARGET = {"n": 100_000, "d": 384, "budget": 0.01, "iterations": 300, "seconds": 300.0}
-GPU_TARGET = {"n": 1_281_167, "d": 768, "count": 12_811, "activeft_seconds": 30.0, "activeft_extra_gb": 16.0,
-              "mapping_seconds": 1.0, "kcenter_seconds": 15.0}
+GPU_TARGET = {
+    "n": 1_281_167,
+    "d": 768,
+    "count": 12_811,
+    "activeft_seconds": 30.0,
+    "activeft_extra_gb": 16.0,
+    "mapping_seconds": 1.0,
+    "kcenter_seconds": 15.0,
+}
 FULL_CASE_OTHER_CAP = 60.0  # in the full (target) case, k-center and the naive mapping may still extrapolate
 
 # H100 (SXM, 80 GB) rates for the projection. Measured on one H100 (gpu-anchors.md): a bf16 matmul
@@ -142,7 +149,8 @@ def machine_facts(device: torch.device) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists()
+        "cpu_avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+        if Path("/proc/cpuinfo").exists()
         else None,
         "memory_gb": round((_meminfo_bytes("MemTotal") or 0) / 1e9, 1),
         "torch_threads": torch.get_num_threads(),
@@ -152,7 +160,8 @@ def machine_facts(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "gpu_memory_gb": round(torch.cuda.get_device_properties(device).total_memory / 1e9, 1)
-        if device.type == "cuda" else None,
+        if device.type == "cuda"
+        else None,
     }
 
 
@@ -236,13 +245,10 @@ def activeft_reference_fit(
 ) -> tuple[torch.Tensor, list[float]]:
     """The released code's way: dense N x B similarity, the loss by `reference_loss`, autograd, Adam.
     With `rows`, only the first `rows` of the pool take part (to time an iteration at large N)."""
-    feats = ctx.features_tensor()
-    if rows is not None:
-        feats = feats[:rows]
-    init_idx = torch.as_tensor(activeft_init_indices(ctx, count), device=feats.device)
-    theta = ctx.features_tensor()[init_idx].clone().float().requires_grad_(True) if rows is not None else (
-        feats[init_idx].clone().float().requires_grad_(True)
-    )
+    pool = ctx.features_tensor()
+    init_idx = torch.as_tensor(activeft_init_indices(ctx, count), device=pool.device)
+    theta = pool[init_idx].clone().float().requires_grad_(True)
+    feats = pool if rows is None else pool[:rows]
     opt = torch.optim.Adam([theta], lr=LR)
     history: list[float] = []
     every = max(1, iterations // 100)
@@ -379,54 +385,74 @@ def task_kcenter(spec: dict[str, Any], device: torch.device) -> dict[str, Any]:
     }
 
 
-def _lag_seconds(feats: torch.Tensor, theta: torch.Tensor, device: torch.device, cap: float | None,
-                 repeats: int, dtype: torch.dtype | None = None, tf32: bool = False) -> dict[str, Any]:
+def _lag_seconds(
+    feats: torch.Tensor,
+    theta: torch.Tensor,
+    device: torch.device,
+    cap: float | None,
+    repeats: int,
+    dtype: torch.dtype | None = None,
+    tf32: bool = False,
+) -> dict[str, Any]:
     """One `loss_and_grad` call over the pool (best of `repeats`), or over its first rows, scaled."""
     n = feats.shape[0]
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
     try:
         m0 = min(n, 16384)
-        t0, _, _ = _measure(device, lambda: loss_and_grad(feats[:m0], theta, TAU, LAM, chunk=CHUNK,
-                                                          compute_dtype=dtype))
+        t0, _, _ = _measure(
+            device, lambda: loss_and_grad(feats[:m0], theta, TAU, LAM, chunk=CHUNK, compute_dtype=dtype)
+        )
         est = t0 * n / m0
         rows = n
         if cap is not None and est > cap:
             rows = min(n, max(CHUNK, int(cap / est * n) // CHUNK * CHUNK))
         reps = repeats if (cap is None or est * repeats <= 2 * cap) else 1
-        t, mem, _ = _measure(device, lambda: loss_and_grad(feats[:rows], theta, TAU, LAM, chunk=CHUNK,
-                                                           compute_dtype=dtype), reps)
+        t, mem, _ = _measure(
+            device, lambda: loss_and_grad(feats[:rows], theta, TAU, LAM, chunk=CHUNK, compute_dtype=dtype), reps
+        )
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
     return {"seconds": t * n / rows, "rows": rows, "extrapolated": rows < n, "peak_bytes": mem, "repeats": reps}
 
 
-def _mapping_ours(feats: torch.Tensor, theta: torch.Tensor, device: torch.device, cap: float | None,
-                  repeats: int) -> dict[str, Any]:
+def _mapping_ours(
+    feats: torch.Tensor, theta: torch.Tensor, device: torch.device, cap: float | None, repeats: int
+) -> dict[str, Any]:
     b = theta.shape[0]
     m0 = min(b, 64)
     t0, _, _ = _measure(device, lambda: map_centres_to_samples(feats, theta[:m0], None, TOPK, CHUNK))
     m = _budget_units(t0 / m0, b, cap, m0)
     reps = repeats if (cap is None or t0 / m0 * m * repeats <= 2 * cap) else 1
-    t, mem, (picks, fallbacks) = _measure(device, lambda: map_centres_to_samples(feats, theta[:m], None, TOPK,
-                                                                                  CHUNK), reps)
-    return {"seconds": t * b / m, "measured_seconds": t, "measured_units": m, "units": b, "unit": "centres",
-            "extrapolated": m < b, "peak_bytes": mem, "fallbacks": int(fallbacks), "repeats": reps,
-            "picks": picks}
+    t, mem, (picks, fallbacks) = _measure(
+        device, lambda: map_centres_to_samples(feats, theta[:m], None, TOPK, CHUNK), reps
+    )
+    return {
+        "seconds": t * b / m,
+        "measured_seconds": t,
+        "measured_units": m,
+        "units": b,
+        "unit": "centres",
+        "extrapolated": m < b,
+        "peak_bytes": mem,
+        "fallbacks": int(fallbacks),
+        "repeats": reps,
+        "picks": picks,
+    }
 
 
 def _warm_up(ctx: SelectionContext, count: int) -> None:
     """One tiny select on the first rows: lazy imports and first-use allocations (Adam's, the
     mapping's) happen here, not inside the measured peak."""
-    small = SelectionContext(features=np.asarray(ctx.features[:2048]), selected=np.zeros(0, dtype=np.int64),
-                             seed=1, device=ctx.device)
+    small = SelectionContext(
+        features=np.asarray(ctx.features[:2048]), selected=np.zeros(0, dtype=np.int64), seed=1, device=ctx.device
+    )
     ActiveFT(iterations=2).select(small, min(count, 64))
 
 
 def task_activeft_ours(spec: dict[str, Any], device: torch.device) -> dict[str, Any]:
     ctx = _context(spec, device)
-    n, count, iterations, cap, repeats = ctx.pool_size, spec["count"], spec["iterations"], spec["cap"], spec[
-        "repeats"]
+    n, count, iterations, cap, repeats = ctx.pool_size, spec["count"], spec["iterations"], spec["cap"], spec["repeats"]
     feats = ctx.features_tensor()
     theta0 = feats[torch.as_tensor(activeft_init_indices(ctx, count), device=device)].clone()
     m0 = min(n, 16384)
@@ -508,16 +534,27 @@ def task_activeft_ref(spec: dict[str, Any], device: torch.device) -> dict[str, A
     def probe_fit(rows: int, its: int) -> Any:
         return activeft_reference_fit(ctx, count, its, rows=rows)
 
-    t_probe, _, _ = _measure(device, lambda: probe_fit(m0, 1))
-    est_it = t_probe * n / m0
+    probe = Progress()
+    ctx.report = probe
+    t_probe, _, _ = _measure(device, lambda: probe_fit(m0, 3))
+    est_it = (probe.rate() or t_probe / 3) * n / m0
     out: dict[str, Any] = {"iterations": iterations, "probe_seconds_per_iteration": est_it}
     if cap is not None and est_it > cap:
         rows = min(n, max(m0, int(cap / est_it * n) // m0 * m0))
-        t, mem, _ = _measure(device, lambda: probe_fit(rows, 1))
-        per_it = t * n / rows
-        out.update(mode="rows", seconds=iterations * per_it, per_iteration_seconds=per_it, measured_units=0,
-                   units=iterations, extrapolated=True, peak_bytes=mem,
-                   note=f"one iteration on the first {rows:,} of {n:,} rows, scaled by N/rows (memory too)")
+        rp = Progress()
+        ctx.report = rp
+        t, mem, _ = _measure(device, lambda: probe_fit(rows, 2))
+        per_it = (rp.rate() or t / 2) * n / rows
+        out.update(
+            mode="rows",
+            seconds=iterations * per_it,
+            per_iteration_seconds=per_it,
+            measured_units=0,
+            units=iterations,
+            extrapolated=True,
+            peak_bytes=mem,
+            note=f"2 iterations on the first {rows:,} of {n:,} rows, scaled by N/rows (not the memory)",
+        )
         return out
     k = _budget_units(est_it, iterations, cap, min(2, iterations))
     progress = Progress()
@@ -526,10 +563,74 @@ def task_activeft_ref(spec: dict[str, Any], device: torch.device) -> dict[str, A
     per_it = progress.rate() or t / k
     if k == iterations:
         np.save(spec["theta_out"], theta.cpu().numpy())
-    out.update(mode="fit", seconds=t + (iterations - k) * per_it, measured_seconds=t, measured_units=k,
-               units=iterations, unit="iterations", extrapolated=k < iterations, per_iteration_seconds=per_it,
-               peak_bytes=mem, history=history)
+    out.update(
+        mode="fit",
+        seconds=t + (iterations - k) * per_it,
+        measured_seconds=t,
+        measured_units=k,
+        units=iterations,
+        unit="iterations",
+        extrapolated=k < iterations,
+        per_iteration_seconds=per_it,
+        peak_bytes=mem,
+        history=history,
+    )
     return out
+
+
+def task_activeft_paired(spec: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """One ActiveFT iteration of ours (loss_and_grad + Adam step) and one of the reference (dense
+    autograd + Adam step) alternately, from the same init, the order swapped each pair: the two
+    see the same machine load, so the median of the paired ratios is the steadiest comparison."""
+    ctx = _context(spec, device)
+    cap = spec["cap"]
+    feats = ctx.features_tensor()
+    init = torch.as_tensor(activeft_init_indices(ctx, spec["count"]), device=device)
+    th_o = feats[init].clone().float().requires_grad_(True)
+    th_r = feats[init].clone().float().requires_grad_(True)
+    opt_o, opt_r = torch.optim.Adam([th_o], lr=LR), torch.optim.Adam([th_r], lr=LR)
+
+    def ours() -> None:
+        _, grad = loss_and_grad(feats, th_o.detach(), TAU, LAM, chunk=CHUNK)
+        th_o.grad = grad
+        opt_o.step()
+
+    def ref() -> None:
+        opt_r.zero_grad(set_to_none=True)
+        loss = reference_loss(feats, th_r, TAU, LAM)
+        loss.backward()
+        opt_r.step()
+        float(loss.detach())
+
+    def timed(fn: Any) -> float:
+        t0 = now(device)
+        fn()
+        return now(device) - t0
+
+    first = (timed(ours), timed(ref))  # warm-up pair, not counted
+    pairs = spec.get("pairs", 10)
+    if cap is not None:
+        pairs = max(2, min(pairs, int(cap // sum(first))))
+    t_o, t_r = [], []
+    for i in range(pairs):
+        if i % 2 == 0:
+            t_o.append(timed(ours))
+            t_r.append(timed(ref))
+        else:
+            t_r.append(timed(ref))
+            t_o.append(timed(ours))
+    ratios = [o / r for o, r in zip(t_o, t_r, strict=True)]
+    return {
+        "pairs": pairs,
+        "ours_seconds": t_o,
+        "ref_seconds": t_r,
+        "ours_best": min(t_o),
+        "ref_best": min(t_r),
+        "ours_median": float(np.median(t_o)),
+        "ref_median": float(np.median(t_r)),
+        "ratio_of_best": min(t_o) / min(t_r),
+        "ratio_median_paired": float(np.median(ratios)),
+    }
 
 
 def task_mapping_ref(spec: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -543,13 +644,27 @@ def task_mapping_ref(spec: dict[str, Any], device: torch.device) -> dict[str, An
     m = _budget_units(t0 / m0, b, cap, m0)
     t, mem, naive = _measure(device, lambda: map_centres_naive(feats, theta[:m]))
     diff = np.flatnonzero(naive != ours[:m])
-    return {"seconds": t * b / m, "measured_seconds": t, "measured_units": m, "units": b, "unit": "centres",
-            "extrapolated": m < b, "peak_bytes": mem, "equal_to_ours": bool(len(diff) == 0),
-            "compared": int(m), "first_mismatch": int(diff[0]) if len(diff) else None}
+    return {
+        "seconds": t * b / m,
+        "measured_seconds": t,
+        "measured_units": m,
+        "units": b,
+        "unit": "centres",
+        "extrapolated": m < b,
+        "peak_bytes": mem,
+        "equal_to_ours": bool(len(diff) == 0),
+        "compared": int(m),
+        "first_mismatch": int(diff[0]) if len(diff) else None,
+    }
 
 
-TASKS = {"kcenter": task_kcenter, "activeft_ours": task_activeft_ours, "activeft_ref": task_activeft_ref,
-         "mapping_ref": task_mapping_ref}
+TASKS = {
+    "kcenter": task_kcenter,
+    "activeft_ours": task_activeft_ours,
+    "activeft_ref": task_activeft_ref,
+    "activeft_paired": task_activeft_paired,
+    "mapping_ref": task_mapping_ref,
+}
 
 
 def worker(spec_json: str) -> int:
@@ -559,8 +674,12 @@ def worker(spec_json: str) -> int:
     device = resolve_device(spec["device"])
     before = loadavg()
     result = TASKS[spec["task"]](spec, device)
-    result.update(loadavg_before=before, loadavg_after=loadavg(), cpu_pressure_after=cpu_pressure(),
-                  peak_resettable=Peak(device).resettable if device.type == "cpu" else True)
+    result.update(
+        loadavg_before=before,
+        loadavg_after=loadavg(),
+        cpu_pressure_after=cpu_pressure(),
+        peak_resettable=Peak(device).resettable if device.type == "cpu" else True,
+    )
     Path(spec["result"]).write_text(json.dumps(result))
     return 0
 
@@ -581,7 +700,7 @@ def run_task(task: str, spec: dict[str, Any], repeats: int) -> dict[str, Any]:
         res = json.loads(Path(s["result"]).read_text())
         res["wall_seconds"] = time.perf_counter() - t0
         runs.append(res)
-    best = min(runs, key=lambda x: x.get("measured_seconds", x["seconds"]))
+    best = min(runs, key=lambda x: x.get("measured_seconds", x.get("seconds", 0.0)))
     if len(runs) > 1:
         best["all_seconds"] = [x["seconds"] for x in runs]
     return best
@@ -594,23 +713,46 @@ def ref_memory_estimate(n: int, d: int, b: int) -> dict[str, float]:
     return {"activeft": 2 * f + 3 * n * b * 4, "kcenter": 3 * f + n * 8, "mapping": 2 * f + 24 * n}
 
 
-def run_case(n: int, d: int, budget: float, feats_path: Path, args: argparse.Namespace, work: Path,
-             probe_only: bool = False) -> dict[str, Any]:
+def run_case(
+    n: int, d: int, budget: float, feats_path: Path, args: argparse.Namespace, work: Path, probe_only: bool = False
+) -> dict[str, Any]:
     count = int(budget * n)
-    full = (not args.no_full_target and not probe_only and n == CPU_TARGET["n"] and d == CPU_TARGET["d"]
-            and budget == CPU_TARGET["budget"] and args.iterations >= CPU_TARGET["iterations"])
+    full = (
+        not args.no_full_target
+        and not probe_only
+        and n == CPU_TARGET["n"]
+        and d == CPU_TARGET["d"]
+        and budget == CPU_TARGET["budget"]
+        and args.iterations >= CPU_TARGET["iterations"]
+    )
     cap = None if full else args.cap
     cap_other = max(args.cap, FULL_CASE_OTHER_CAP) if full else args.cap
     cdir = work / f"n{n}-d{d}-b{count}"
     cdir.mkdir(parents=True, exist_ok=True)
-    base = {"features": str(feats_path), "count": count, "iterations": args.iterations, "device": args.device,
-            "repeats": args.repeats, "dir": str(cdir), "threads": args.threads}
-    case: dict[str, Any] = {"n": n, "d": d, "budget": budget, "count": count, "iterations": args.iterations,
-                            "full": full, "probe_only": probe_only, "cap_seconds": cap, "loadavg_start": loadavg(),
-                            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    base = {
+        "features": str(feats_path),
+        "count": count,
+        "iterations": args.iterations,
+        "device": args.device,
+        "repeats": args.repeats,
+        "dir": str(cdir),
+        "threads": args.threads,
+    }
+    case: dict[str, Any] = {
+        "n": n,
+        "d": d,
+        "budget": budget,
+        "count": count,
+        "iterations": args.iterations,
+        "full": full,
+        "probe_only": probe_only,
+        "cap_seconds": cap,
+        "loadavg_start": loadavg(),
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
     label = f"N={n:,} d={d} B={count:,}"
-    print(f"[{label}] {'FULL (target case)' if full else 'cap ' + str(args.cap) + ' s'}; load {loadavg()}",
-          flush=True)
+    print(f"[{label}] {'FULL (target case)' if full else 'cap ' + str(args.cap) + ' s'}; load {loadavg()}", flush=True)
     est = ref_memory_estimate(n, d, count)
     avail = _meminfo_bytes("MemAvailable") or 0
     if args.device != "cpu" and torch.cuda.is_available():
@@ -626,23 +768,42 @@ def run_case(n: int, d: int, budget: float, feats_path: Path, args: argparse.Nam
         return None
 
     kc_picks_ours, kc_picks_ref = cdir / "kc_ours.npy", cdir / "kc_ref.npy"
-    case["kcenter_ours"] = run_task("kcenter", dict(base, variant="ours", cap=cap_other,
-                                                    picks_out=str(kc_picks_ours)), args.repeats)
+    case["kcenter_ours"] = run_task(
+        "kcenter", dict(base, variant="ours", cap=cap_other, picks_out=str(kc_picks_ours)), args.repeats
+    )
     _say(label, "k-center ours", case["kcenter_ours"])
     case["kcenter_ref"] = skip("kcenter") or run_task(
-        "kcenter", dict(base, variant="ref", cap=cap_other, picks_out=str(kc_picks_ref)), args.repeats)
+        "kcenter", dict(base, variant="ref", cap=cap_other, picks_out=str(kc_picks_ref)), args.repeats
+    )
     _say(label, "k-center reference", case["kcenter_ref"])
     theta_ours, picks_ours, theta_ref = cdir / "theta_ours.npy", cdir / "picks_ours.npy", cdir / "theta_ref.npy"
-    case["activeft_ours"] = run_task("activeft_ours", dict(base, cap=cap, theta_out=str(theta_ours),
-                                                           picks_out=str(picks_ours)), 1 if full else args.repeats)
+    case["activeft_ours"] = run_task(
+        "activeft_ours",
+        dict(base, cap=cap, theta_out=str(theta_ours), picks_out=str(picks_ours)),
+        1 if full else args.repeats,
+    )
     _say(label, "ActiveFT ours", case["activeft_ours"])
-    case["activeft_ref"] = skip("activeft") or run_task("activeft_ref", dict(base, cap=cap,
-                                                                             theta_out=str(theta_ref)),
-                                                        1 if full else args.repeats)
+    case["activeft_ref"] = skip("activeft") or run_task(
+        "activeft_ref", dict(base, cap=cap, theta_out=str(theta_ref)), 1 if full else args.repeats
+    )
     _say(label, "ActiveFT reference fit", case["activeft_ref"])
+    ao_rows = case["activeft_ours"].get("mode") == "rows"
+    case["activeft_paired"] = skip("activeft") or (
+        {"skipped": "one iteration is over the cap"}
+        if ao_rows
+        else run_task("activeft_paired", dict(base, cap=cap_other, pairs=args.pairs), 1)
+    )
+    if _ok(case["activeft_paired"]):
+        pr = case["activeft_paired"]
+        print(
+            f"  paired iterations ({pr['pairs']}): ours best {pr['ours_best']:.3g} s, reference best "
+            f"{pr['ref_best']:.3g} s, median paired ratio {pr['ratio_median_paired']:.2f}",
+            flush=True,
+        )
     if theta_ours.exists():
         case["mapping_ref"] = skip("mapping") or run_task(
-            "mapping_ref", dict(base, cap=cap_other, theta_in=str(theta_ours), picks_in=str(picks_ours)), 1)
+            "mapping_ref", dict(base, cap=cap_other, theta_in=str(theta_ours), picks_in=str(picks_ours)), 1
+        )
     else:
         case["mapping_ref"] = skip("mapping") or {"skipped": "no fitted centres (ours ran in row mode)"}
     _say(label, "naive mapping", case["mapping_ref"])
@@ -658,8 +819,11 @@ def _say(label: str, what: str, res: dict[str, Any]) -> None:
         print(f"  {what}: {res.get('skipped') or res.get('failed')}", flush=True)
         return
     extra = " (extrapolated)" if res.get("extrapolated") else ""
-    print(f"  {what}: {res['seconds']:.2f} s{extra}, peak +{res['peak_bytes'] / 1e6:.0f} MB, "
-          f"wall {res.get('wall_seconds', 0):.0f} s", flush=True)
+    print(
+        f"  {what}: {res['seconds']:.2f} s{extra}, peak +{res['peak_bytes'] / 1e6:.0f} MB, "
+        f"wall {res.get('wall_seconds', 0):.0f} s",
+        flush=True,
+    )
 
 
 def checks(case: dict[str, Any], kc_ours: Path, kc_ref: Path, theta_ours: Path, theta_ref: Path) -> dict[str, Any]:
@@ -668,18 +832,28 @@ def checks(case: dict[str, Any], kc_ours: Path, kc_ref: Path, theta_ours: Path, 
         a, b = np.load(kc_ours), np.load(kc_ref)
         m = min(len(a), len(b))
         diff = np.flatnonzero(a[:m] != b[:m])
-        out["kcenter_equal"] = {"compared": int(m), "equal": bool(len(diff) == 0),
-                                "first_mismatch": int(diff[0]) if len(diff) else None}
+        out["kcenter_equal"] = {
+            "compared": int(m),
+            "equal": bool(len(diff) == 0),
+            "first_mismatch": int(diff[0]) if len(diff) else None,
+        }
     mr = case.get("mapping_ref", {})
     if "equal_to_ours" in mr:
-        out["mapping_equal"] = {"compared": mr["compared"], "equal": mr["equal_to_ours"],
-                                "first_mismatch": mr["first_mismatch"]}
+        out["mapping_equal"] = {
+            "compared": mr["compared"],
+            "equal": mr["equal_to_ours"],
+            "first_mismatch": mr["first_mismatch"],
+        }
     ho, hr = case["activeft_ours"].get("history"), case["activeft_ref"].get("history")
     if ho and hr:
         m = min(len(ho), len(hr))
         rel = np.abs(np.asarray(ho[:m]) - np.asarray(hr[:m])) / np.abs(np.asarray(hr[:m]))
-        out["activeft_loss_history"] = {"compared_iterations": int(m), "max_rel_diff": float(rel.max()),
-                                        "first": [ho[0], hr[0]], "last": [ho[m - 1], hr[m - 1]]}
+        out["activeft_loss_history"] = {
+            "compared_iterations": int(m),
+            "max_rel_diff": float(rel.max()),
+            "first": [ho[0], hr[0]],
+            "last": [ho[m - 1], hr[m - 1]],
+        }
     if theta_ours.exists() and theta_ref.exists():
         a, b = np.load(theta_ours), np.load(theta_ref)
         a /= np.linalg.norm(a, axis=1, keepdims=True)
@@ -695,8 +869,9 @@ def _ok(res: dict[str, Any]) -> bool:
 def derive(case: dict[str, Any]) -> dict[str, Any]:
     """Ours / reference ratios and the ActiveFT totals (reference: fit + naive mapping)."""
     d: dict[str, Any] = {}
-    ko, kr, ao, ar, mr = (case[k] for k in ("kcenter_ours", "kcenter_ref", "activeft_ours", "activeft_ref",
-                                            "mapping_ref"))
+    ko, kr, ao, ar, mr = (
+        case[k] for k in ("kcenter_ours", "kcenter_ref", "activeft_ours", "activeft_ref", "mapping_ref")
+    )
     if _ok(ko) and _ok(kr):
         d["kcenter_time_ratio"] = ko["seconds"] / kr["seconds"]
         d["kcenter_memory_ratio"] = ko["peak_bytes"] / max(kr["peak_bytes"], 1)
@@ -731,11 +906,16 @@ def projection(n: int, d: int, b: int) -> dict[str, Any]:
     work_gb = (chunk * b * 4 + 2 * chunk * d * 4 + 4 * b * b * 4 + 8 * b * d * 4) / 1e9
     res = {
         "flop_per_iteration": flops,
-        "activeft_s_per_it": {"fp32": it(H100["fp32_flops"], 4, b), "tf32": it(H100["tf32_flops"], 4, b),
-                              "bf16_B_padded_x128": it(H100["bf16_flops"], 2, bpad)},
+        "activeft_s_per_it": {
+            "fp32": it(H100["fp32_flops"], 4, b),
+            "tf32": it(H100["tf32_flops"], 4, b),
+            "bf16_B_padded_x128": it(H100["bf16_flops"], 2, bpad),
+        },
         "mapping_s": {"fp32": mapping_fp32, "tf32": mapping_tf32},
-        "kcenter_s": {dt: b * (n * d * nb / bw + 5 * n * 4 / bw + H100["kcenter_pick_overhead_s"])
-                      for dt, nb in (("fp32", 4), ("bf16", 2))},
+        "kcenter_s": {
+            dt: b * (n * d * nb / bw + 5 * n * 4 / bw + H100["kcenter_pick_overhead_s"])
+            for dt, nb in (("fp32", 4), ("bf16", 2))
+        },
         "activeft_working_set_gb": work_gb,
         "reference_activeft_dense_gb": 3 * n * b * 4 / 1e9,
     }
@@ -783,15 +963,17 @@ def _how(res: dict[str, Any]) -> str:
         return res["note"]
     if "measured_units" in res and "units" in res:
         unit = res.get("unit", "")
-        return f"{res['measured_units']:,}/{res['units']:,} {unit}" + (", extrapolated" if res.get("extrapolated")
-                                                                        else "")
+        return f"{res['measured_units']:,}/{res['units']:,} {unit}" + (
+            ", extrapolated" if res.get("extrapolated") else ""
+        )
     return ""
 
 
 def target_line(cases: list[dict[str, Any]]) -> dict[str, Any] | None:
     for c in cases:
         if (c["n"], c["d"], c["budget"]) == (CPU_TARGET["n"], CPU_TARGET["d"], CPU_TARGET["budget"]) and not c[
-                "probe_only"]:
+            "probe_only"
+        ]:
             ao, der = c["activeft_ours"], c["derived"]
             if not _ok(ao):
                 return None
@@ -799,12 +981,29 @@ def target_line(cases: list[dict[str, Any]]) -> dict[str, Any] | None:
             ref_t = der.get("activeft_reference_total_seconds")
             under = ao["seconds"] < CPU_TARGET["seconds"]
             not_slower = ref_t is not None and ao["seconds"] <= ref_t
-            fit_not_slower = _ok(c["activeft_ref"]) and ao["fit_seconds"] * (
-                CPU_TARGET["iterations"] / max(ao["measured_units"], 1)) <= c["activeft_ref"]["seconds"]
-            return {"ours_seconds": ao["seconds"], "ours_measured_in_full": bool(full), "reference_seconds": ref_t,
-                    "reference_extrapolated": der.get("activeft_reference_total_extrapolated"),
-                    "under_5_min": bool(under), "not_slower_than_reference": bool(not_slower),
-                    "fit_alone_not_slower": bool(fit_not_slower), "pass": bool(under and not_slower and full)}
+            fit_not_slower = (
+                _ok(c["activeft_ref"])
+                and ao["fit_seconds"] * (CPU_TARGET["iterations"] / max(ao["measured_units"], 1))
+                <= c["activeft_ref"]["seconds"]
+            )
+            pr = c.get("activeft_paired", {})
+            return {
+                "ours_seconds": ao["seconds"],
+                "ours_measured_in_full": bool(full),
+                "reference_seconds": ref_t,
+                "paired_iteration_ratio_median": pr.get("ratio_median_paired") if _ok(pr) else None,
+                "ours_best_iteration_x300_plus_mapping": (
+                    pr["ours_best"] * CPU_TARGET["iterations"] + ao["mapping"]["seconds"]
+                )
+                if _ok(pr)
+                else None,
+                "load_during": [ao.get("loadavg_before"), ao.get("loadavg_after")],
+                "reference_extrapolated": der.get("activeft_reference_total_extrapolated"),
+                "under_5_min": bool(under),
+                "not_slower_than_reference": bool(not_slower),
+                "fit_alone_not_slower": bool(fit_not_slower),
+                "pass": bool(under and not_slower and full),
+            }
     return None
 
 
@@ -821,40 +1020,61 @@ def markdown(result: dict[str, Any]) -> str:
         "include the normalised copy `ctx.features_tensor()` makes (N*d*4 bytes, twice while it is made).",
         "",
         "| N | d | B | what | ours | reference | time ours/ref | peak ours | peak ref | mem ours/ref | how (ours; ref) "
-        "| load (1/5/15 min) |",
+        "| load (1/5/15 min); threads |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cases"]:
         if c["probe_only"]:
             continue
-        ko, kr, ao, ar, mr, der = (c[k] for k in ("kcenter_ours", "kcenter_ref", "activeft_ours", "activeft_ref",
-                                                  "mapping_ref", "derived"))
+        ko, kr, ao, ar, mr, der = (
+            c[k] for k in ("kcenter_ours", "kcenter_ref", "activeft_ours", "activeft_ref", "mapping_ref", "derived")
+        )
         head = f"| {c['n']:,} | {c['d']} | {c['count']:,} ({c['budget']:.0%})"
-        load = " ".join((c.get("loadavg_start") or "").split()[:3])
-        lines.append(f"{head} | k-center, B picks | {_t(ko)} | {_t(kr)} | {_r(der.get('kcenter_time_ratio'))} | "
-                     f"{_mb(ko.get('peak_bytes'))} | {_mb(kr.get('peak_bytes'))} | "
-                     f"{_r(der.get('kcenter_memory_ratio'))} | {_how(ko)}; {_how(kr)} | {load} |")
+        load = " ".join((c.get("loadavg_start") or "").split()[:3]) + f"; {c.get('torch_threads', '?')} threads"
+        lines.append(
+            f"{head} | k-center, B picks | {_t(ko)} | {_t(kr)} | {_r(der.get('kcenter_time_ratio'))} | "
+            f"{_mb(ko.get('peak_bytes'))} | {_mb(kr.get('peak_bytes'))} | "
+            f"{_r(der.get('kcenter_memory_ratio'))} | {_how(ko)}; {_how(kr)} | {load} |"
+        )
         if _ok(ao):
             per_o = f"{ao['per_iteration_seconds']:.3g} s"
             per_r = f"{ar['per_iteration_seconds']:.3g} s" if _ok(ar) else _t(ar)
-            lines.append(f"{head} | ActiveFT, one iteration | {per_o} | {per_r} | "
-                         f"{_r(der.get('activeft_per_iteration_ratio'))} | | | | from the timed iterations | |")
+            lines.append(
+                f"{head} | ActiveFT, one iteration (mean in the runs below) | {per_o} | {per_r} | "
+                f"{_r(der.get('activeft_per_iteration_ratio'))} | | | | from the timed iterations | |"
+            )
+            pr = c.get("activeft_paired", {})
+            if _ok(pr):
+                lines.append(
+                    f"{head} | ActiveFT, one iteration, alternating pairs (best) | {pr['ours_best']:.3g} s | "
+                    f"{pr['ref_best']:.3g} s | {pr['ratio_of_best']:.2f} (median of paired ratios "
+                    f"{pr['ratio_median_paired']:.2f}) | | | | {pr['pairs']} pairs, same load | |"
+                )
             ref_total = der.get("activeft_reference_total_seconds")
-            ref_s = "-" if ref_total is None else (("~" if der.get("activeft_reference_total_extrapolated") else "")
-                                                  + f"{ref_total:.3g} s" if ref_total < 100 else
-                                                  ("~" if der.get("activeft_reference_total_extrapolated") else "")
-                                                  + f"{ref_total:,.0f} s")
+            ref_s = (
+                "-"
+                if ref_total is None
+                else (
+                    ("~" if der.get("activeft_reference_total_extrapolated") else "") + f"{ref_total:.3g} s"
+                    if ref_total < 100
+                    else ("~" if der.get("activeft_reference_total_extrapolated") else "") + f"{ref_total:,.0f} s"
+                )
+            )
             if ref_total is None and not _ok(ar):
                 ref_s = _t(ar)
-            lines.append(f"{head} | ActiveFT, {c['iterations']} its + mapping | {_t(ao)} | {ref_s} | "
-                         f"{_r(der.get('activeft_time_ratio'))} | {_mb(ao.get('peak_bytes'))} | "
-                         f"{_mb(der.get('activeft_reference_peak_bytes'))} | {_r(der.get('activeft_memory_ratio'))} | "
-                         f"{_how(ao)}; fit {_how(ar)}, mapping {_how(mr)} | |")
+            lines.append(
+                f"{head} | ActiveFT, {c['iterations']} its + mapping | {_t(ao)} | {ref_s} | "
+                f"{_r(der.get('activeft_time_ratio'))} | {_mb(ao.get('peak_bytes'))} | "
+                f"{_mb(der.get('activeft_reference_peak_bytes'))} | {_r(der.get('activeft_memory_ratio'))} | "
+                f"{_how(ao)}; fit {_how(ar)}, mapping {_how(mr)} | |"
+            )
             mo = ao.get("mapping", {})
-            lines.append(f"{head} | mapping alone, B centres | {_t(mo)} | {_t(mr)} | "
-                         f"{_r(der.get('mapping_time_ratio'))} | {_mb(mo.get('peak_bytes'))} | "
-                         f"{_mb(mr.get('peak_bytes'))} | {_r(der.get('mapping_memory_ratio'))} | "
-                         f"{_how(mo)}; {_how(mr)} | |")
+            lines.append(
+                f"{head} | mapping alone, B centres | {_t(mo)} | {_t(mr)} | "
+                f"{_r(der.get('mapping_time_ratio'))} | {_mb(mo.get('peak_bytes'))} | "
+                f"{_mb(mr.get('peak_bytes'))} | {_r(der.get('mapping_memory_ratio'))} | "
+                f"{_how(mo)}; {_how(mr)} | |"
+            )
         else:
             lines.append(f"{head} | ActiveFT | {_t(ao)} | {_t(ar)} | | | | | {_how(ao)} | |")
     tl = result.get("cpu_target")
@@ -865,58 +1085,108 @@ def markdown(result: dict[str, Any]) -> str:
             f"({'measured in full' if tl['ours_measured_in_full'] else 'EXTRAPOLATED'}), reference "
             f"{tl['reference_seconds']:.0f} s{' (partly extrapolated)' if tl['reference_extrapolated'] else ''}; "
             f"under 5 min: {'pass' if tl['under_5_min'] else 'FAIL'}; not slower than the reference: "
-            f"{'pass' if tl['not_slower_than_reference'] else 'FAIL'}; overall **{'pass' if tl['pass'] else 'FAIL'}**.",
+            f"{'pass' if tl['not_slower_than_reference'] else 'FAIL'}; overall **{'pass' if tl['pass'] else 'FAIL'}**. "
+            f"Load average before / after ours' run: {tl['load_during'][0]} / {tl['load_during'][1]}.",
         ]
-    lines += ["", "Per-call cost of `loss_and_grad` (the whole pool, best of the repeats; `~`: from the first rows):",
-              "", "| N | d | B | fp32 | bf16 matmul | tf32 |", "|---|---|---|---|---|---|"]
+        if tl.get("paired_iteration_ratio_median") is not None:
+            lines.append(
+                "Alternating iterations (same load): ours / reference = "
+                f"{tl['paired_iteration_ratio_median']:.2f} "
+                f"(median of the pairs); ours' best iteration x 300 + mapping = "
+                f"{tl['ours_best_iteration_x300_plus_mapping']:.0f} s."
+            )
+    lines += [
+        "",
+        "Per-call cost of `loss_and_grad` (the whole pool, best of the repeats; `~`: from the first rows):",
+        "",
+        "| N | d | B | fp32 | bf16 matmul | tf32 |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in result["cases"]:
         lag = c["activeft_ours"].get("loss_and_grad", {}) if _ok(c["activeft_ours"]) else {}
-        lines.append(f"| {c['n']:,} | {c['d']} | {c['count']:,} | {_t(lag.get('fp32', {}))} | "
-                     f"{_t(lag.get('bf16', {}))} | {_t(lag.get('tf32', {}))} |")
-    lines += ["", "Checks:", "", "| N | d | B | k-center picks = reference | fast mapping = naive | "
-              "ActiveFT loss history vs autograd | centres after all iterations |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {c['n']:,} | {c['d']} | {c['count']:,} | {_t(lag.get('fp32', {}))} | "
+            f"{_t(lag.get('bf16', {}))} | {_t(lag.get('tf32', {}))} |"
+        )
+    lines += [
+        "",
+        "Checks:",
+        "",
+        "| N | d | B | k-center picks = reference | fast mapping = naive | "
+        "ActiveFT loss history vs autograd | centres after all iterations |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in result["cases"]:
         ch = c["checks"]
         kc = ch.get("kcenter_equal")
         mp = ch.get("mapping_equal")
         lh = ch.get("activeft_loss_history")
         th = ch.get("activeft_centres_after_all_iterations")
-        kc_s = "-" if not kc else (f"equal ({kc['compared']:,} picks)" if kc["equal"] else
-                                   f"DIFFER at pick {kc['first_mismatch']} of {kc['compared']:,}")
-        mp_s = "-" if not mp else (f"equal ({mp['compared']:,} centres)" if mp["equal"] else
-                                   f"DIFFER at centre {mp['first_mismatch']} of {mp['compared']:,}")
+        kc_s = (
+            "-"
+            if not kc
+            else (
+                f"equal ({kc['compared']:,} picks)"
+                if kc["equal"]
+                else f"DIFFER at pick {kc['first_mismatch']} of {kc['compared']:,}"
+            )
+        )
+        mp_s = (
+            "-"
+            if not mp
+            else (
+                f"equal ({mp['compared']:,} centres)"
+                if mp["equal"]
+                else f"DIFFER at centre {mp['first_mismatch']} of {mp['compared']:,}"
+            )
+        )
         lh_s = "-" if not lh else f"max rel diff {lh['max_rel_diff']:.1e} over {lh['compared_iterations']} its"
         th_s = "-" if not th else f"max abs diff {th['max_abs_diff_normalised']:.1e}"
         lines.append(f"| {c['n']:,} | {c['d']} | {c['count']:,} | {kc_s} | {mp_s} | {lh_s} | {th_s} |")
     probes = [c for c in result["cases"] if c["probe_only"]]
     if probes:
-        lines += ["", "Large-N probes (ours only; references skipped):", "",
-                  "| N | d | B | k-center, B picks | ActiveFT per iteration | ActiveFT 300 its + mapping | "
-                  "mapping alone | peak ours (k-center / ActiveFT / mapping) | how | load |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Large-N probes (ours only; references skipped):",
+            "",
+            "| N | d | B | k-center, B picks | ActiveFT per iteration | ActiveFT 300 its + mapping | "
+            "mapping alone | peak ours (k-center / ActiveFT / mapping) | how | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for c in probes:
             ko, ao = c["kcenter_ours"], c["activeft_ours"]
             mo = ao.get("mapping", {}) if _ok(ao) else {}
             per = f"~{ao['per_iteration_seconds']:.3g} s" if _ok(ao) else _t(ao)
-            lines.append(f"| {c['n']:,} | {c['d']} | {c['count']:,} | {_t(ko)} | {per} | {_t(ao)} | {_t(mo)} | "
-                         f"{_mb(ko.get('peak_bytes'))} / {_mb(ao.get('peak_bytes'))} / {_mb(mo.get('peak_bytes'))} | "
-                         f"k-center {_how(ko)}; ActiveFT {_how(ao)} | "
-                         f"{' '.join((c.get('loadavg_start') or '').split()[:3])} |")
-    lines += ["", "Projected H100 cost from the FLOP and byte counts (not measured here; rates: bf16 640, tf32 325 "
-              "TFLOP/s measured in gpu-anchors.md, fp32 51 TFLOP/s and HBM 3.0 TB/s assumed; per iteration "
-              "2*N*B*d FLOP + the N x B similarity written and read once + the gradient's index_add):", "",
-              "| N | d | B | ActiveFT 300 its + mapping: fp32 (default) / tf32 / bf16, B padded x128 "
-              "| mapping fp32 / tf32 "
-              "| k-center fp32 / bf16 | ActiveFT working set (ours) | dense reference, 3 x N x B |",
-              "|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {c['n']:,} | {c['d']} | {c['count']:,} | {_t(ko)} | {per} | {_t(ao)} | {_t(mo)} | "
+                f"{_mb(ko.get('peak_bytes'))} / {_mb(ao.get('peak_bytes'))} / {_mb(mo.get('peak_bytes'))} | "
+                f"k-center {_how(ko)}; ActiveFT {_how(ao)} | "
+                f"{' '.join((c.get('loadavg_start') or '').split()[:3])} |"
+            )
+    lines += [
+        "",
+        "Projected H100 cost from the FLOP and byte counts (not measured here; rates: bf16 640, tf32 325 "
+        "TFLOP/s measured in gpu-anchors.md, fp32 51 TFLOP/s and HBM 3.0 TB/s assumed; per iteration "
+        "2*N*B*d FLOP + the N x B similarity written and read once + the gradient's index_add):",
+        "",
+        "| N | d | B | ActiveFT 300 its + mapping: fp32 (default) / tf32 / bf16, B padded x128 "
+        "| mapping fp32 / tf32 "
+        "| k-center fp32 / bf16 | ActiveFT working set (ours) | dense reference, 3 x N x B |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in result["projection"]:
         a, mp, kc = p["activeft_300_plus_mapping_s"], p["mapping_s"], p["kcenter_s"]
-        lines.append(f"| {p['n']:,} | {p['d']} | {p['count']:,} | {a['fp32']:.3g} / {a['tf32']:.3g} / "
-                     f"{a['bf16_B_padded_x128']:.3g} s | {mp['fp32']:.3g} / {mp['tf32']:.3g} s | "
-                     f"{kc['fp32']:.3g} / {kc['bf16']:.3g} s | {p['activeft_working_set_gb']:.2g} GB | "
-                     f"{p['reference_activeft_dense_gb']:.3g} GB |")
-    lines += ["", f"Load: start {result['loadavg_start']}, end {result['loadavg_end']}; CPU pressure at the end: "
-              f"{result['cpu_pressure_end']}."]
+        lines.append(
+            f"| {p['n']:,} | {p['d']} | {p['count']:,} | {a['fp32']:.3g} / {a['tf32']:.3g} / "
+            f"{a['bf16_B_padded_x128']:.3g} s | {mp['fp32']:.3g} / {mp['tf32']:.3g} s | "
+            f"{kc['fp32']:.3g} / {kc['bf16']:.3g} s | {p['activeft_working_set_gb']:.2g} GB | "
+            f"{p['reference_activeft_dense_gb']:.3g} GB |"
+        )
+    lines += [
+        "",
+        f"Load: start {result['loadavg_start']}, end {result['loadavg_end']}; CPU pressure at the end: "
+        f"{result['cpu_pressure_end']}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -928,15 +1198,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, nargs="+", default=[0.01, 0.05])
     ap.add_argument("--iterations", type=int, default=300, help="ActiveFT iterations (what is reported)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads in the measuring processes (default: "
-                    "torch's, one per core)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads in the measuring processes (default: torch's, one per core)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="runs of each capped measurement; the fastest is kept")
-    ap.add_argument("--cap", type=float, default=10.0,
-                    help="seconds a measurement may take before it is cut short and extrapolated (not the target case)")
+    ap.add_argument(
+        "--cap",
+        type=float,
+        default=10.0,
+        help="seconds a measurement may take before it is cut short and extrapolated (not the target case)",
+    )
+    ap.add_argument("--pairs", type=int, default=10, help="alternating ours/reference ActiveFT iterations")
     ap.add_argument("--no-full-target", action="store_true", help="cap the CPU target case too")
     ap.add_argument("--max-reference-n", type=int, default=200_000, help="skip the references above this N")
-    ap.add_argument("--probe", action="append", default=[], metavar="N:d:B",
-                    help="an extra case, ours only, capped (e.g. 1281167:768:0.01)")
+    ap.add_argument(
+        "--probe",
+        action="append",
+        default=[],
+        metavar="N:d:B",
+        help="an extra case, ours only, capped (e.g. 1281167:768:0.01)",
+    )
     ap.add_argument("--merge", action="store_true", help="keep the cases of an earlier results file not re-run")
     ap.add_argument("--quick", action="store_true", help="smoke run: N=10k, d=384, B=1%%, 30 iterations, cap 3 s")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -956,8 +1240,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"selection_speed-{tag}"
-    print(f"selection speed on {facts['gpu'] or facts['cpu']} ({device}), {facts['torch_threads']} torch threads; "
-          f"load {loadavg()}", flush=True)
+    print(
+        f"selection speed on {facts['gpu'] or facts['cpu']} ({device}), {facts['torch_threads']} torch threads; "
+        f"load {loadavg()}",
+        flush=True,
+    )
     start_load = loadavg()
     cases: list[dict[str, Any]] = []
     grid = [(n, d, b, False) for n in args.n for d in args.d for b in args.budget]
@@ -975,8 +1262,9 @@ def main(argv: list[str] | None = None) -> int:
                 path = work / f"feats-{n}-{d}.npy"
                 t0 = time.perf_counter()
                 make_features(path, n, d)
-                print(f"features N={n:,} d={d}: {n * d * 4 / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s",
-                      flush=True)
+                print(
+                    f"features N={n:,} d={d}: {n * d * 4 / 1e9:.2f} GB in {time.perf_counter() - t0:.1f} s", flush=True
+                )
                 made[(n, d)] = path
             cases.append(run_case(n, d, b, made[(n, d)], args, work, probe_only=probe))
     keys = {(c["n"], c["d"], c["count"], c["probe_only"]) for c in cases}
@@ -987,8 +1275,10 @@ def main(argv: list[str] | None = None) -> int:
         commands = old.get("commands", [old.get("command", "")]) + commands
         kept = [c for c in old["cases"] if (c["n"], c["d"], c["count"], c["probe_only"]) not in keys]
         cases = sorted(kept + cases, key=lambda c: (c["probe_only"], c["n"], c["d"], c["count"]))
-    proj_keys = sorted({(c["n"], c["d"], c["count"]) for c in cases} | {(GPU_TARGET["n"], d, int(b * GPU_TARGET["n"]))
-                                                                        for d in (384, 768) for b in (0.01, 0.05)})
+    proj_keys = sorted(
+        {(c["n"], c["d"], c["count"]) for c in cases}
+        | {(GPU_TARGET["n"], d, int(b * GPU_TARGET["n"])) for d in (384, 768) for b in (0.01, 0.05)}
+    )
     projections = [dict(n=n, d=d, count=b, **projection(n, d, b)) for n, d, b in proj_keys]
     gpu_t = projection(GPU_TARGET["n"], GPU_TARGET["d"], GPU_TARGET["count"])
     result = {
@@ -996,10 +1286,19 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commands": commands,
         "machine": facts,
-        "config": {"iterations": args.iterations, "cap_seconds": args.cap, "repeats": args.repeats,
-                   "max_reference_n": args.max_reference_n, "tau": TAU, "lam": LAM, "lr": LR, "chunk": CHUNK,
-                   "topk": TOPK, "features": "clustered (1000 clusters, Dirichlet(2) sizes, cos to centre ~0.78), "
-                   "L2-normalised float32, seed 0"},
+        "config": {
+            "iterations": args.iterations,
+            "cap_seconds": args.cap,
+            "repeats": args.repeats,
+            "max_reference_n": args.max_reference_n,
+            "tau": TAU,
+            "lam": LAM,
+            "lr": LR,
+            "chunk": CHUNK,
+            "topk": TOPK,
+            "features": "clustered (1000 clusters, Dirichlet(2) sizes, cos to centre ~0.78), "
+            "L2-normalised float32, seed 0",
+        },
         "cases": cases,
         "cpu_target": target_line(cases),
         "projection_model": H100,
