@@ -69,6 +69,9 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.01 (repeatable)."),
     plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
     data_root: str | None = typer.Option(None, help="Where datasets live."),
+    shift: list[str] = typer.Option(
+        [], help="OOD split beside the test split: corruption[:NAME[:SEVERITY]], domain:DATASET (repeatable)."
+    ),
     on_corrupt: str | None = typer.Option(None, help="skip | error: what to do with an image that fails to decode."),
     cache_dir: str | None = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."),
     wandb_mode: str | None = typer.Option(None, help="online | offline | disabled (default: $WANDB_MODE or disabled)."),
@@ -104,6 +107,7 @@ def run(
         wandb_project=wandb_project,
         wandb_group=wandb_group,
         plugins=list(plugin) or None,
+        shifts=list(shift) or None,
     )
     cfg = build_config(config, flags, list(set_))
     Runner(cfg, console=err).run()
@@ -136,7 +140,7 @@ def select(
 @friendly
 def list_(
     kind: str | None = typer.Argument(
-        None, help="selectors, backbones, datasets, text_encoders or trackers (default: all)."
+        None, help="selectors, backbones, datasets, text_encoders, shifts or trackers (default: all)."
     ),
     plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
 ) -> None:

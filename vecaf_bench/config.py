@@ -51,7 +51,12 @@ class RunConfig:
     # `auto` (minilm; the backbone's own text tower when it has one)
     text_encoder: str = "auto"
     captions: str | None = None  # CSV/JSONL of captions; default: class-name prompts
-    text_domain: str | None = None  # a named OOD target domain: domain-conditioned prompts
+    # domain-conditioned prompts (VeCAF's OOD text-domain augmentation): `auto` takes the target
+    # domains of the run's shifts (none: in-domain prompts), a name ("sketch") forces one, null: off
+    text_domain: str | None = "auto"
+    # OOD splits evaluated beside the test split: `NAME[:ARGS]` of shift plugins
+    shifts: list[str] = field(default_factory=list)
+    ood_eval_every: int | None = None  # evaluate OOD splits every k steps (None: as eval_every; 0: at the end)
     label_budget: str = "2.5%"
     batch_budget: int = 150
     batch_size: int = 32
@@ -268,6 +273,8 @@ def validate(cfg: RunConfig) -> None:
             f"rounds ({cfg.rounds}) exceeds the batch budget ({cfg.batch_budget}): each round needs at least one "
             "optimizer step. Lower --rounds or raise --batch-budget."
         )
+    if cfg.ood_eval_every is not None and cfg.ood_eval_every < 0:
+        raise UserError(f"ood eval every must be >= 0 steps (0: only at the end), got {cfg.ood_eval_every}.")
     if cfg.eval_every < 0:
         raise UserError(f"eval every must be >= 0 steps (0: only at the end), got {cfg.eval_every}.")
     if cfg.image_size is not None and cfg.image_size < 8:

@@ -78,6 +78,29 @@ class FileImages:
 
 
 @dataclass
+class RelabeledImages:
+    """A subset of another source with labels in another label space (an OOD split mapped
+    onto the run's classes). `image(i)` is `base.image(indices[i])`."""
+
+    base: ImageSource
+    indices: np.ndarray
+    labels: np.ndarray
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.indices) != len(self.labels):
+            raise ValueError("indices and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> Image.Image:
+        return self.base.image(int(self.indices[index]))
+
+
+@dataclass
 class DatasetRequest:
     name: str
     seed: int = 0
@@ -91,11 +114,15 @@ class DatasetSplits:
     name: str
     pool: ImageSource
     test: ImageSource
+    # class keys, in label order: WordNet ids for the ImageNet family (how OOD splits of other
+    # datasets are matched to this one's classes), else the names
     classes: list[str]
     # create_transform overrides for training augmentation (e.g. no flips for digits)
     augment: dict[str, Any] = field(default_factory=dict)
     default_image_size: int | None = None
     info: dict[str, Any] = field(default_factory=dict)  # split sizes, skipped files, ...
+    # human-readable class names for prompts ("goldfish" for n01443537); None: derived from `classes`
+    class_names: list[str] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -45,6 +45,14 @@ def vecaf_bench_add_text_encoders() -> Mapping[str, Any]:
 
 
 @hookspec
+def vecaf_bench_add_shifts() -> Mapping[str, Any]:
+    """OOD shift generators by name (`corruption` in `--shift corruption:gaussian_noise:3`). A
+    factory takes a `vecaf_bench.shifts.ShiftRequest` and returns a list of `OODSplit`s: the
+    images, their labels in the run's label space, the logit mask, and the target domain's
+    names and prompt templates (which text-using selectors read)."""
+
+
+@hookspec
 def vecaf_bench_add_trackers() -> Mapping[str, Any]:
     """Trackers by name. A factory takes (config, run_dir) and returns an object that
     implements the life-cycle hooks below."""

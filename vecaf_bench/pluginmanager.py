@@ -84,6 +84,9 @@ class PluginHost:
     def text_encoders(self) -> Registry:
         return self.registries["text_encoders"]
 
+    def shifts(self) -> Registry:
+        return self.registries["shifts"]
+
     def versions(self) -> dict[str, str]:
         return {src: ver for src, ver in self._sources.values()}
 

@@ -7,13 +7,14 @@ from typing import Any
 
 from .errors import UserError, unknown
 
-KINDS = ("selectors", "backbones", "datasets", "text_encoders", "trackers")
+KINDS = ("selectors", "backbones", "datasets", "text_encoders", "shifts", "trackers")
 _SINGULAR = {
     "selectors": "selector",
     "backbones": "backbone",
     "datasets": "dataset",
     "trackers": "tracker",
     "text_encoders": "text encoder",
+    "shifts": "shift",
 }
 
 

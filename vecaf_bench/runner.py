@@ -7,6 +7,7 @@ saves a checkpoint beside the results, and `vecaf-bench run --resume RUN_DIR` co
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import re
@@ -36,6 +37,7 @@ from .progress import make_progress
 from .results import read_json, write_json_atomic, write_text_atomic
 from .seeding import rng_state, seed_everything, set_rng_state
 from .selection import KNOWN_USES, SelectionContext, run_selector
+from .shifts import OODSplit, ShiftRequest, parse_shift
 from .train import (
     StepState,
     batch_plan,
@@ -214,6 +216,7 @@ class Runner:
         bb_prefix, bb_name = parse_backbone(cfg.backbone)
         backbone = host.backbones().get(bb_prefix).factory(bb_name, weights=cfg.weights)
         tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
+        shift_factories = [(s, host.shifts().get(parse_shift(s)[0]).factory) for s in cfg.shifts]
         splits = load_dataset(host, cfg)
         pool_size = len(splits.pool)
         if getattr(selector, "takes_whole_pool", False):
@@ -247,7 +250,7 @@ class Runner:
         for t in trackers:
             host.pm.register(t)
         try:
-            return self._run(info, selector, backbone, splits, device, ckpt, wall_start)
+            return self._run(info, selector, backbone, splits, shift_factories, device, ckpt, wall_start)
         finally:
             for t in trackers:
                 host.pm.unregister(t)
@@ -258,6 +261,7 @@ class Runner:
         selector: Any,
         backbone: Any,
         splits: DatasetSplits,
+        shift_factories: list[tuple[str, Any]],
         device: torch.device,
         ckpt: dict[str, Any] | None,
         wall_start: float,
@@ -266,6 +270,13 @@ class Runner:
         run_dir = info.run_dir
         image_size = cfg.image_size or splits.default_image_size
         dcfg = data_config_for(backbone.data_config, image_size)
+        ood = self._ood_splits(splits, shift_factories, int(dcfg["input_size"][-1]))
+        ood_masks = {
+            o.name: (torch.as_tensor(o.mask, dtype=torch.bool, device=device) if o.mask is not None else None)
+            for o in ood
+        }
+        ood_curves: dict[str, list[dict[str, Any]]] = {o.name: [] for o in ood}
+        ood_every = cfg.eval_every if cfg.ood_eval_every is None else cfg.ood_eval_every
         normalize = Normalize(dcfg, device)
         t_eval = eval_transform(dcfg)
         t_train = train_transform(dcfg, cfg.train.augment, splits.augment)
@@ -336,6 +347,7 @@ class Runner:
             sched.step_update(num_updates=state.global_step)
             sel_rounds = [np.asarray(r, dtype=np.int64) for r in ckpt["selected"]]
             records, curve = list(ckpt["records"]), list(ckpt["curve"])
+            ood_curves.update({k: list(v) for k, v in ckpt.get("ood_curves", {}).items() if k in ood_curves})
             set_rng_state(ckpt["rng"])
             console.print(f"resuming {run_dir.name} at step {state.global_step}/{cfg.batch_budget}")
 
@@ -349,6 +361,7 @@ class Runner:
                     "selected": [r.tolist() for r in sel_rounds],
                     "records": records,
                     "curve": curve,
+                    "ood_curves": ood_curves,
                     "rng": rng_state(),
                 },
                 tmp,
@@ -400,8 +413,19 @@ class Runner:
                     point["train_loss"] = float(np.mean(losses))
                     losses.clear()
                 curve.append(point)
+                metrics: dict[str, Any] = dict(point)
+                if ood and ((ood_every and step % ood_every == 0) or step == cfg.batch_budget):
+                    for o in ood:
+                        mo = evaluate(
+                            model, o.images, t_eval, normalize, eval_bs, cfg.train.num_workers, ood_masks[o.name]
+                        )
+                        ood_curves[o.name].append({"step": step, "top1": mo["top1"], "top5": mo["top5"]})
+                        metrics[f"ood/{o.name}/top1"] = mo["top1"]
+                        metrics[f"ood/{o.name}/top5"] = mo["top5"]
+                    for group, names in _ood_groups(ood).items():
+                        metrics[f"ood/{group}/mean_top1"] = float(np.mean([ood_curves[n][-1]["top1"] for n in names]))
                 progress.update(train_bar(), info=f"top1 {m['top1']:.2f}")
-                hook.vecaf_bench_evaluate(run=info, step=step, metrics=point)
+                hook.vecaf_bench_evaluate(run=info, step=step, metrics=metrics)
 
             def after_step(step: int, loss: float) -> None:
                 losses.append(loss)
@@ -436,7 +460,7 @@ class Runner:
                             ctx.per_sample_loss = _loss_fn(ctx)
                         if "text" in uses:
                             if text_cache is None:
-                                text_cache = self._text_features(splits, labels, device)
+                                text_cache = self._text_features(splits, labels, ood, device)
                             ctx.text = text_cache
                         sel_task = progress.add_task(f"selection r{r}", total=count, info=cfg.selector)
 
@@ -486,6 +510,7 @@ class Runner:
                 interrupted = True
 
         summary = self._summary(info, backbone, splits, device, records, curve, state, feature_info, wall_start)
+        summary.update(_ood_summary(ood, ood_curves))
         if interrupted:
             save_checkpoint()
             summary["status"] = "interrupted"
@@ -498,11 +523,54 @@ class Runner:
         self._print_summary(summary)
         return summary
 
-    def _text_features(self, splits: DatasetSplits, labels: np.ndarray, device: torch.device) -> Any:
+    def _ood_splits(self, splits: DatasetSplits, factories: list[tuple[str, Any]], image_size: int) -> list[OODSplit]:
+        """The OOD splits the run's shifts make, checked: unique names, labels in the run's classes."""
+        cfg = self.cfg
+
+        def load_other(name: str) -> DatasetSplits:
+            return load_dataset(self.host, dataclasses.replace(cfg, dataset=name))
+
+        out: list[OODSplit] = []
+        for text, factory in factories:
+            name, spec = parse_shift(text)
+            request = ShiftRequest(
+                spec=spec, splits=splits, seed=cfg.seed, image_size=image_size, load_dataset=load_other
+            )
+            made = list(factory(request))
+            if not made:
+                raise PluginError(f"shift '{text}' made no OOD split; its plugin must return at least one.")
+            for o in made:
+                labels = np.asarray(o.images.labels)
+                if len(labels) == 0:
+                    raise UserError(f"OOD split '{o.name}' (shift '{text}') holds no images.")
+                if labels.min() < 0 or labels.max() >= splits.num_classes:
+                    raise PluginError(
+                        f"shift '{name}' returned split '{o.name}' with labels outside the run's "
+                        f"{splits.num_classes} classes; map them with vecaf_bench.shifts.align_classes."
+                    )
+                if any(o.name == p.name for p in out):
+                    raise UserError(f"OOD split '{o.name}' is named twice; give each --shift once.")
+                out.append(o)
+        if out:
+            self.console.print(
+                f"ood: {len(out)} split(s): {', '.join(o.name for o in out[:6])}{' …' if len(out) > 6 else ''}"
+            )
+        return out
+
+    def _text_features(
+        self, splits: DatasetSplits, labels: np.ndarray, ood: list[OODSplit], device: torch.device
+    ) -> Any:
         """Annotation embeddings for text-using selectors, cached like image features."""
         from .text import text_features
 
         cfg = self.cfg
+        domain, templates = cfg.text_domain, None
+        if domain == "auto":  # the shifts' target domains, if they name any
+            domain = None
+            named = [o for o in ood if o.templates]
+            if named:
+                templates = list(dict.fromkeys(t for o in named for t in o.templates))
+                domain = ", ".join(dict.fromkeys(d for o in named for d in o.domains)) or "shift"
         spec = cfg.text_encoder
         if spec == "auto":
             prefix, _ = parse_backbone(cfg.backbone)
@@ -520,14 +588,17 @@ class Runner:
 
             paths = getattr(splits.pool, "paths", None)
             captions = load_captions(cfg.captions, len(splits.pool), paths)
-        self.console.print(f"text: {encoder.name} on {'captions' if captions else 'class prompts'}"
-                           + (f", domain '{cfg.text_domain}'" if cfg.text_domain else ""))
+        self.console.print(
+            f"text: {encoder.name} on {'captions' if captions else 'class prompts'}"
+            + (f", domain '{domain}'" if domain else "")
+        )
         return text_features(
             encoder,
-            classes=splits.classes,
+            classes=splits.class_names or splits.classes,
             labels=labels,
             captions=captions,
-            domain=cfg.text_domain,
+            domain=None if templates else domain,
+            templates=templates,
             cache_root=cfg.cache_dir or default_cache_dir(),
             device=device,
             log=self.console.print,
@@ -581,6 +652,18 @@ class Runner:
             "git_commit": git_commit(),
         }
 
+    @staticmethod
+    def _ood_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+        rows = []
+        grouped = {n for n, v in s.get("ood", {}).items() if v.get("group")}
+        for g, v in s.get("ood_groups", {}).items():
+            if v["top1"] is not None:
+                rows.append((f"ood {g} (mean of {v['splits']})", f"{v['top1']:.2f}% / {v['top5']:.2f}%"))
+        for n, v in s.get("ood", {}).items():
+            if n not in grouped and v["top1"] is not None:
+                rows.append((f"ood {n}", f"{v['top1']:.2f}% / {v['top5']:.2f}%"))
+        return rows
+
     def _print_summary(self, s: dict[str, Any]) -> None:
         out = Console()
         table = Table(title=f"vecaf-bench run {s['run_id']}", show_header=False, title_justify="left")
@@ -594,6 +677,7 @@ class Runner:
             ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
             ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
             ("curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in s["curve"])),
+            *self._ood_rows(s),
             ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"),
             (
                 "features",
@@ -605,6 +689,40 @@ class Runner:
         for k, v in rows:
             table.add_row(k, v)
         out.print(table)
+
+
+def _ood_groups(ood: list[OODSplit]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for o in ood:
+        if o.group:
+            groups.setdefault(o.group, []).append(o.name)
+    return groups
+
+
+def _ood_summary(ood: list[OODSplit], curves: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """summary['ood']: split -> last top-1/top-5 and curve; summary['ood_groups']: group means."""
+    splits: dict[str, Any] = {}
+    for o in ood:
+        c = curves.get(o.name) or []
+        splits[o.name] = {
+            "top1": c[-1]["top1"] if c else None,
+            "top5": c[-1]["top5"] if c else None,
+            "curve": c,
+            "size": len(o.images),
+            "classes": int(o.mask.sum()) if o.mask is not None else None,
+            "group": o.group,
+            "domains": o.domains,
+            **({"info": o.info} if o.info else {}),
+        }
+    groups = {}
+    for g, names in _ood_groups(ood).items():
+        done = [splits[n] for n in names if splits[n]["top1"] is not None]
+        groups[g] = {
+            "top1": float(np.mean([x["top1"] for x in done])) if done else None,
+            "top5": float(np.mean([x["top5"] for x in done])) if done else None,
+            "splits": len(names),
+        }
+    return {"ood": splits, "ood_groups": groups}
 
 
 def selector_uses(selector: Any) -> frozenset[str]:

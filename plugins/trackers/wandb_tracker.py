@@ -62,7 +62,7 @@ class WandbTracker:
                 "Log in with `wandb login`, or run with --wandb-mode offline or disabled."
             ) from None
         self.run.define_metric("train/step")
-        for prefix in ("test/*", "train/*", "round/*"):
+        for prefix in ("test/*", "train/*", "round/*", "ood/*"):
             self.run.define_metric(prefix, step_metric="train/step")
 
     @hookimpl
@@ -73,7 +73,10 @@ class WandbTracker:
     @hookimpl
     def vecaf_bench_evaluate(self, run: Any, step: int, metrics: Mapping[str, float]) -> None:
         if self.run is not None:
-            row = {"train/step": step, **{f"test/{k}": v for k, v in metrics.items() if k != "step"}}
+            row = {
+                "train/step": step,
+                **{(k if k.startswith("ood/") else f"test/{k}"): v for k, v in metrics.items() if k != "step"},
+            }
             if "train_loss" in metrics:
                 row["train/loss"] = row.pop("test/train_loss")
             self.run.log(row)
