@@ -123,6 +123,9 @@ class DatasetSplits:
     info: dict[str, Any] = field(default_factory=dict)  # split sizes, skipped files, ...
     # human-readable class names for prompts ("goldfish" for n01443537); None: derived from `classes`
     class_names: list[str] | None = None
+    # the visual domain(s) the images are in ("sketch" for ImageNet-Sketch; ImageNet-R's 16
+    # renditions): a domain shift to this dataset hands them to text-domain augmentation
+    domains: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
