@@ -134,3 +134,22 @@ def test_pool_batch_and_farthest_init_run_and_are_deterministic():
     a = ActiveFT(iterations=10, pool_batch=200, init="farthest").select(_ctx(feats, 3), 10)
     b = ActiveFT(iterations=10, pool_batch=200, init="farthest").select(_ctx(feats, 3), 10)
     assert np.array_equal(a, b)
+
+
+def test_bf16_selection_has_the_quality_of_fp32():
+    """Lower precision is only allowed with the same selection quality: cluster coverage and
+    mean distance to the nearest pick match fp32's, and most picks are the same samples."""
+    overlaps = []
+    for seed in range(3):
+        feats, labels = clustered(1500, 32, 30, seed=seed, spread=0.3)
+        fp32 = ActiveFT(iterations=60, lr=5e-3).select(_ctx(feats, seed), 30)
+        bf16 = ActiveFT(iterations=60, lr=5e-3, precision="bf16").select(_ctx(feats, seed), 30)
+        rand = np.random.default_rng(seed).choice(len(feats), 30, replace=False)
+
+        def dist(idx, feats=feats):
+            return float((1 - (feats @ feats[idx].T).max(1)).mean())
+
+        assert len(set(labels[bf16])) >= len(set(labels[fp32])) - 1
+        assert dist(bf16) <= dist(fp32) * 1.02 < dist(rand)
+        overlaps.append(len(set(fp32.tolist()) & set(bf16.tolist())) / 30)
+    assert np.mean(overlaps) >= 0.6
