@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -37,15 +36,13 @@ import torch
 from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `plugins` is a folder of the checkout, not an installed package
-    sys.path.insert(0, str(ROOT))
 
-from plugins.backbones.timm_backbone import SHIPPED_MODEL, TimmBackbone  # noqa: E402
-from plugins.datasets.embedded import load_digits, load_mnist  # noqa: E402
 from vecaf_bench.data import DatasetRequest  # noqa: E402
 from vecaf_bench.device import resolve_device  # noqa: E402
 from vecaf_bench.features import FeatureCache, cache_key, extract  # noqa: E402
 from vecaf_bench.transforms import Normalize, TransformedImages, data_config_for, eval_transform  # noqa: E402
+from vecaf_bench_plugins.backbones.timm_backbone import SHIPPED_MODEL, TimmBackbone  # noqa: E402
+from vecaf_bench_plugins.datasets.embedded import load_digits, load_mnist  # noqa: E402
 
 DATASETS = {"mnist": load_mnist, "digits": load_digits}
 RATIO_TARGET = 0.90

@@ -56,19 +56,17 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `plugins` is a folder of the checkout, not an installed package
-    sys.path.insert(0, str(ROOT))
 
-from plugins.selectors.activeft import (  # noqa: E402
+from vecaf_bench.device import resolve_device  # noqa: E402
+from vecaf_bench.selection import SelectionContext  # noqa: E402
+from vecaf_bench_plugins.selectors.activeft import (  # noqa: E402
     ActiveFT,
     loss_and_grad,
     map_centres_naive,
     map_centres_to_samples,
     reference_loss,
 )
-from plugins.selectors.coreset import KCenterGreedy  # noqa: E402
-from vecaf_bench.device import resolve_device  # noqa: E402
-from vecaf_bench.selection import SelectionContext  # noqa: E402
+from vecaf_bench_plugins.selectors.coreset import KCenterGreedy  # noqa: E402
 
 TAU, LAM, LR, CHUNK, TOPK = 0.07, 1.0, 1e-3, 65536, 32  # ActiveFT's defaults
 CPU_TARGET = {"n": 100_000, "d": 384, "budget": 0.01, "iterations": 300, "seconds": 300.0}
