@@ -167,6 +167,91 @@ def list_(
         out.print(table)
 
 
+data_app = typer.Typer(
+    no_args_is_help=True,
+    help="Named datasets (ImageNet, ImageNet-R, CIFAR, ...): where they are looked for, and putting them in place.",
+)
+app.add_typer(data_app, name="data")
+
+
+def _data_source(host: Any, name: str) -> Any:
+    entry = host.datasets().get(name)
+    source = getattr(entry.factory, "source", None)
+    if source is None:
+        raise UserError(
+            f"dataset '{name}' (from {entry.source}) is not read from the data root: it ships inside an installed "
+            "package, or its plugin does not describe its files. There is nothing to prepare."
+        )
+    return source
+
+
+@data_app.command("prepare")
+@friendly
+def data_prepare(
+    name: str = typer.Argument(..., help="Dataset name (see `vecaf-bench data list`)."),
+    from_: str | None = typer.Option(
+        None, "--from", help="Archive (.tar, .tar.gz, .zip) or folder: a path or a URL (default: the official URL)."
+    ),
+    data_root: str | None = typer.Option(None, help="Where datasets live (default: $VECAF_BENCH_DATA, else ~/.cache)."),
+    sha256: str | None = typer.Option(None, help="Refuse the archive unless its SHA-256 is this."),
+    link: bool = typer.Option(False, "--link", help="With a folder: link it into the data root instead of copying."),
+    force: bool = typer.Option(False, "--force", help="Replace the dataset if it is already there."),
+    plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
+) -> None:
+    """Download or copy a dataset, check its checksum and unpack it into the data root, atomically."""
+    from .datastore import prepare_dataset
+    from .pluginmanager import PluginHost
+
+    source = _data_source(PluginHost(plugin), name)
+    try:
+        done = prepare_dataset(source, from_, data_root, sha256=sha256, force=force, link=link, console=err)
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted: nothing was put in place (the partial files were removed).")
+        raise typer.Exit(130) from None
+    out = Console(highlight=False)
+    out.print(f"[bold]{name}[/] is ready at {done.path}" + (" (a link)" if done.linked else ""), soft_wrap=True)
+    rows = [("from", done.origin)]
+    if done.file:
+        rows += [("archive", f"{done.file}, {done.size:,} bytes"), ("sha256", str(done.sha256)), ("md5", str(done.md5))]
+    rows += [("checked", done.verified), ("manifest", str(done.manifest))]
+    for key, value in rows:
+        out.print(f" {key:<9} {value}", soft_wrap=True)
+    root_flag = f" --data-root {data_root}" if data_root else ""
+    out.print(f"Run: vecaf-bench run --dataset {name}{root_flag}", soft_wrap=True)
+
+
+@data_app.command("list")
+@friendly
+def data_list(
+    data_root: str | None = typer.Option(None, help="Where datasets live (default: $VECAF_BENCH_DATA, else ~/.cache)."),
+    plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
+) -> None:
+    """Every dataset, where it is looked for, and whether it is there."""
+    from .datastore import resolve_data_root
+    from .pluginmanager import PluginHost
+
+    host = PluginHost(plugin)
+    root, origin = resolve_data_root(data_root)
+    out = Console(highlight=False)
+    out.print(f"data root: {root} ({origin})", soft_wrap=True)
+    table = Table(title_justify="left")
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("where (under the data root)", overflow="fold")
+    for e in host.datasets().entries():
+        source = getattr(e.factory, "source", None)
+        if source is None:
+            table.add_row(e.name, "built in", f"inside package {e.source}")
+            continue
+        found, _ = source.find(root)
+        if found is not None:
+            table.add_row(e.name, "[green]ready", str(found))
+        else:
+            table.add_row(e.name, "[yellow]missing", "looked for " + ", ".join(source.folders))
+    out.print(table)
+    out.print("Put a missing one in place with: vecaf-bench data prepare NAME --from PATH_OR_URL", soft_wrap=True)
+
+
 def main() -> None:
     app(prog_name="vecaf-bench")
 

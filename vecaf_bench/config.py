@@ -56,6 +56,9 @@ class RunConfig:
     text_domain: str | None = "auto"
     # OOD splits evaluated beside the test split: `NAME[:ARGS]` of shift plugins
     shifts: list[str] = field(default_factory=list)
+    # seed of the shifts' random draws (corruption noise): fixed, like the test split, so that
+    # run seeds vary selection and training, never the OOD data
+    shift_seed: int = 0
     ood_eval_every: int | None = None  # evaluate OOD splits every k steps (None: as eval_every; 0: at the end)
     label_budget: str = "2.5%"
     batch_budget: int = 150

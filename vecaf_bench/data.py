@@ -65,6 +65,12 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices: np.ndarray, tag: str) -> FileImages:
+        indices = np.asarray(indices, dtype=np.int64)
+        take = getattr(self.paths, "take", None)  # a datastore.PathTable subsets without copying paths
+        paths = take(indices) if take is not None else [self.paths[int(i)] for i in indices]
+        return FileImages(paths, self.labels[indices], f"{self.fingerprint}/{tag}")
+
     def image(self, index: int) -> Image.Image:
         path = self.paths[index]
         try:
@@ -100,6 +106,28 @@ class RelabeledImages:
         return self.base.image(int(self.indices[index]))
 
 
+class ConcatImages:
+    """Several sources as one, in order (a dataset's pool and test split as one OOD set):
+    `image(i)` is the image of the part that index `i` falls in."""
+
+    def __init__(self, parts: Sequence[ImageSource], fingerprint: str) -> None:
+        if not parts:
+            raise ValueError("ConcatImages needs at least one part")
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.labels = np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in self.parts])
+        self.fingerprint = fingerprint
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def image(self, index: int) -> Image.Image:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is outside the {len(self)} images")
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.parts[part].image(int(index - self.offsets[part]))
+
+
 @dataclass
 class DatasetRequest:
     name: str
@@ -107,6 +135,7 @@ class DatasetRequest:
     data_root: str | None = None
     test_fraction: float = 0.2
     on_corrupt: str = "skip"
+    cache_dir: str | None = None  # where file indexes of big folders are cached (None: the feature cache)
 
 
 @dataclass

@@ -141,6 +141,7 @@ def load_dataset(host: PluginHost, cfg: RunConfig) -> DatasetSplits:
         data_root=cfg.data_root,
         test_fraction=cfg.test_fraction,
         on_corrupt=cfg.on_corrupt,
+        cache_dir=cfg.cache_dir,
     )
     if cfg.dataset in host.datasets():
         factory = host.datasets().get(cfg.dataset).factory
@@ -218,6 +219,9 @@ class Runner:
         tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
         shift_factories = [(s, host.shifts().get(parse_shift(s)[0]).factory) for s in cfg.shifts]
         splits = load_dataset(host, cfg)
+        # OOD splits before the run folder: a bad --shift leaves nothing behind
+        input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)["input_size"]
+        ood = self._ood_splits(splits, shift_factories, int(input_size[-1]))
         pool_size = len(splits.pool)
         if getattr(selector, "takes_whole_pool", False):
             label_budget = pool_size
@@ -250,7 +254,7 @@ class Runner:
         for t in trackers:
             host.pm.register(t)
         try:
-            return self._run(info, selector, backbone, splits, shift_factories, device, ckpt, wall_start)
+            return self._run(info, selector, backbone, splits, ood, device, ckpt, wall_start)
         finally:
             for t in trackers:
                 host.pm.unregister(t)
@@ -261,7 +265,7 @@ class Runner:
         selector: Any,
         backbone: Any,
         splits: DatasetSplits,
-        shift_factories: list[tuple[str, Any]],
+        ood: list[OODSplit],
         device: torch.device,
         ckpt: dict[str, Any] | None,
         wall_start: float,
@@ -270,7 +274,6 @@ class Runner:
         run_dir = info.run_dir
         image_size = cfg.image_size or splits.default_image_size
         dcfg = data_config_for(backbone.data_config, image_size)
-        ood = self._ood_splits(splits, shift_factories, int(dcfg["input_size"][-1]))
         ood_masks = {
             o.name: (torch.as_tensor(o.mask, dtype=torch.bool, device=device) if o.mask is not None else None)
             for o in ood
@@ -534,7 +537,13 @@ class Runner:
         for text, factory in factories:
             name, spec = parse_shift(text)
             request = ShiftRequest(
-                spec=spec, splits=splits, seed=cfg.seed, image_size=image_size, load_dataset=load_other
+                spec=spec,
+                splits=splits,
+                seed=cfg.shift_seed,
+                image_size=image_size,
+                load_dataset=load_other,
+                cache_dir=cfg.cache_dir,
+                console=self.console,
             )
             made = list(factory(request))
             if not made:

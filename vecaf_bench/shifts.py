@@ -40,6 +40,8 @@ class ShiftRequest:
     seed: int = 0
     image_size: int | None = None  # the run's input size (corruptions are made at this size)
     load_dataset: Callable[[str], DatasetSplits] | None = None  # another named dataset (domain shifts)
+    cache_dir: str | None = None  # the run's cache root (corrupted images are stored there); None: the default
+    console: Any = None  # a rich Console for progress and messages; None: one on stderr
 
 
 def parse_shift(text: str) -> tuple[str, str]:

@@ -64,6 +64,7 @@ DOMAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
     "toy": ("a toy {}.", "a plastic {}.", "a plush {}."),
     "sculpture": ("a sculpture of a {}.", "a statue of a {}."),
     "embroidery": ("an embroidery of a {}.", "an embroidered {}."),
+    "pattern": ("a pattern of a {}.", "a {} pattern.", "a textile pattern of a {}."),
     "graffiti": ("graffiti of a {}.", "a street art painting of a {}."),
     "tattoo": ("a tattoo of a {}.", "a tattoo of the {}."),
     "video game": ("a {} in a video game.", "a rendering of a {} in a video game."),
@@ -72,7 +73,8 @@ DOMAIN_ALIASES: dict[str, str] = {
     "sketches": "sketch", "drawing": "sketch", "paintings": "painting", "cartoons": "cartoon",
     "artwork": "art", "deviantart": "art", "real": "photo", "photos": "photo", "graphics": "graphic",
     "toys": "toy", "plastic objects": "toy", "plush objects": "toy", "sculptures": "sculpture",
-    "tattoos": "tattoo", "videogame": "video game", "video game renditions": "video game",
+    "tattoos": "tattoo", "videogame": "video game", "video games": "video game", "patterns": "pattern",
+    "natural adversarial photo": "photo", "video game renditions": "video game",
 }
 DOMAIN_FALLBACK: tuple[str, ...] = ("a {domain} of a {{}}.", "a {domain} of the {{}}.")
 
