@@ -60,6 +60,22 @@ def test_loss_equals_the_formula_and_gradient_equals_autograd(mode):
     assert rel < 1e-4
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_padding_the_centres_changes_nothing(dtype):
+    """Centres padded to a tensor-core multiple (the CUDA default) give the same loss and
+    gradient, in fp32 and in bf16, also when every similarity is negative (where zero padding
+    would win the max)."""
+    f_np, _ = clustered(400, 16, 6)
+    theta_np = np.random.default_rng(2).normal(size=(13, 16)).astype(np.float32)
+    cases = [(f_np, theta_np), (np.abs(f_np), -np.abs(theta_np))]  # the second: all similarities < 0
+    for feats_np, th_np in cases:
+        feats, theta = torch.from_numpy(feats_np), torch.from_numpy(th_np)
+        plain = loss_and_grad(feats, theta, 0.07, 1.0, chunk=64, compute_dtype=dtype, pad_multiple=1)
+        padded = loss_and_grad(feats, theta, 0.07, 1.0, chunk=64, compute_dtype=dtype, pad_multiple=8)
+        assert padded[0] == pytest.approx(plain[0], rel=1e-6)
+        assert torch.allclose(padded[1], plain[1], rtol=1e-5, atol=1e-7)
+
+
 def test_loss_is_numerically_safe_at_small_tau():
     f_np, _ = clustered(200, 8, 4)
     theta = torch.from_numpy(f_np[:5].copy()) * 3
