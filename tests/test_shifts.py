@@ -252,11 +252,12 @@ def test_domain_shift_uses_an_official_test_split_and_refuses_the_run_itself(tmp
 def test_run_with_corruption_shifts_and_vecaf_domain_prompts(cli, tmp_path):
     r = cli("run", "--dataset", "digits", "--selector", "vecaf", "--rounds", "1",
             "--set", "selector_options.iterations=20", "--batch-size", "16",
-            "--shift", "corruption:gaussian_noise:3", "--shift", "corruption:contrast:5",
+            "--shift", "corruption:gaussian_noise:3", "--shift", "corruption:fog:5",
             "--batch-budget", "10", "--label-budget", "20", "--eval-every", "5", "--out", tmp_path)  # fmt: skip
     assert r.exit_code == 0, r.output
     s = summary_of(tmp_path)
-    assert set(s["ood"]) == {"corruption:gaussian_noise:3", "corruption:contrast:5"}
+    assert set(s["ood"]) == {"corruption:gaussian_noise:3", "corruption:fog:5"}
+    assert "corruption:fog:5" in r.output  # printed as written: no ':fog:' emoji
     for v in s["ood"].values():
         assert [p["step"] for p in v["curve"]] == [5, 10] and v["top1"] == v["curve"][-1]["top1"]
         assert v["group"] == "corruption" and v["size"] == s["test_size"]
@@ -264,7 +265,7 @@ def test_run_with_corruption_shifts_and_vecaf_domain_prompts(cli, tmp_path):
     assert g["splits"] == 2
     assert np.isclose(g["top1"], np.mean([v["top1"] for v in s["ood"].values()]))
     # text_domain auto: VeCAF's annotations came from the corruptions' domain prompts
-    assert "domain 'noise, low contrast'" in r.output
+    assert "domain 'noise, fog'" in r.output
 
 
 def test_bad_corruption_specs_are_named_on_the_command_line(cli, tmp_path):

@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Run and compare active-finetuning selectors under matched label and batch budgets.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,7 +156,7 @@ def list_(
         if k not in KINDS:
             raise unknown("plugin kind", kind, KINDS)
         kinds = [k]
-    out = Console()
+    out = Console(emoji=False)
     for k in kinds:
         table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold")
@@ -208,7 +208,7 @@ def data_prepare(
     except KeyboardInterrupt:
         err.print("[yellow]Interrupted: nothing was put in place (the partial files were removed).")
         raise typer.Exit(130) from None
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     out.print(f"[bold]{name}[/] is ready at {done.path}" + (" (a link)" if done.linked else ""), soft_wrap=True)
     rows = [("from", done.origin)]
     if done.file:
@@ -232,7 +232,7 @@ def data_list(
 
     host = PluginHost(plugin)
     root, origin = resolve_data_root(data_root)
-    out = Console(highlight=False)
+    out = Console(highlight=False, emoji=False)
     out.print(f"data root: {root} ({origin})", soft_wrap=True)
     table = Table(title_justify="left")
     table.add_column("name", style="bold", no_wrap=True)

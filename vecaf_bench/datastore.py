@@ -267,7 +267,7 @@ def _check_image(path: str) -> str | None:
 
 
 def _progress_console() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)
 
 
 def index_folders(
@@ -643,7 +643,7 @@ def prepare_dataset(
     """Puts `source`'s dataset at its first candidate folder under the data root, from an archive
     (a path or a URL) or a folder, atomically: everything happens in a temporary folder inside
     the data root, and the dataset folder is renamed into place only once it checks out."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     root, _ = resolve_data_root(data_root)
     expected_sha = _check_sha256(sha256) if sha256 else None
     if origin is None:

@@ -188,7 +188,7 @@ def _make_run_dir(cfg: RunConfig) -> Path:
 class Runner:
     def __init__(self, cfg: RunConfig, console: Console | None = None, host: PluginHost | None = None) -> None:
         self.cfg = cfg
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.host = host or PluginHost(cfg.plugins)
 
     @classmethod
@@ -674,7 +674,7 @@ class Runner:
         return rows
 
     def _print_summary(self, s: dict[str, Any]) -> None:
-        out = Console()
+        out = Console(emoji=False)
         table = Table(title=f"vecaf-bench run {s['run_id']}", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()

@@ -42,7 +42,7 @@ def select_from_files(
     plugins: list[str] | None = None,
     console: Console | None = None,
 ) -> np.ndarray:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     host = PluginHost(plugins or [])
     sel = make_selector(host, selector, parse_set(options or []))
     uses = frozenset(getattr(sel, "uses", frozenset()))

@@ -325,7 +325,7 @@ def build_all(splits: Sequence[CorruptedImages], root: Path, console: Any = None
 
     from vecaf_bench.progress import make_progress
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     todo = [s for s in splits if not s.cached()]
     start = time.perf_counter()
     if todo:
