@@ -223,3 +223,23 @@ def test_make_pool_is_seeded_and_clustered():
     assert set(la.tolist()) == set(range(4))
     _, one = make_pool(seed=3, num_classes=1)
     assert set(one.tolist()) == {0}
+
+
+def test_coreset_bf16_covers_the_pool_like_fp32():
+    """bf16 matvecs (half the bytes per pick) only with the same quality: the covering radius
+    and mean nearest-pick distance of fp32's greedy, and every cluster hit."""
+    factory = _HOST.selectors().get("coreset").factory
+    for seed in range(3):
+        feats, labels = make_pool(n=3000, dim=64, clusters=40, seed=seed)
+        ctx = SelectionContext(features=feats, selected=np.zeros(0, dtype=np.int64), seed=seed)
+        fp32 = factory().select(ctx, 60)
+        bf16 = factory(precision="bf16").select(ctx, 60)
+        u = _unit(feats)
+
+        def cover(idx, u=u):
+            d = np.sqrt(np.clip(2 - 2 * u @ u[idx].T, 0, None)).min(1)
+            return d.max(), d.mean()
+
+        (r32, m32), (r16, m16) = cover(fp32), cover(bf16)
+        assert r16 <= r32 * 1.05 and m16 <= m32 * 1.05
+        assert len(set(labels[bf16])) == len(set(labels[fp32])) == 40

@@ -3,6 +3,10 @@
 dmin (distance of every sample to its nearest centre) lives on the device as one N-vector;
 each pick updates it from one row of features, read in chunks, so memory is O(N) and never
 an N x B matrix. Ties go to the lowest index.
+
+Each pick reads the whole feature matrix once (a matvec), so k-center is bound by memory
+bandwidth: `precision="bf16"` keeps a bf16 copy for the matvec (half the bytes; norms and
+distances stay fp32), which a test shows covers the pool as well as fp32.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vecaf_bench.errors import UserError
 from vecaf_bench.hookspecs import hookimpl
 from vecaf_bench.selection import SelectionContext
 
@@ -36,8 +41,11 @@ def _argmax_lowest(x: torch.Tensor) -> int:
 class KCenterGreedy:
     uses: frozenset[str] = frozenset()
 
-    def __init__(self, chunk: int = 1024) -> None:
+    def __init__(self, chunk: int = 1024, precision: str = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise UserError(f"coreset precision must be fp32 or bf16, got '{precision}'.")
         self.chunk = int(chunk)
+        self.precision = precision
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
         if count == 0:
@@ -45,9 +53,10 @@ class KCenterGreedy:
         feats = ctx.features_tensor()
         n = feats.shape[0]
         sq = (feats * feats).sum(1)
+        mm = feats.to(torch.bfloat16) if self.precision == "bf16" else feats
 
         def dist_to(u: int) -> torch.Tensor:  # one matvec: O(N) memory, no N x d temporary
-            return (sq - 2.0 * (feats @ feats[u]) + sq[u]).clamp_min_(0).sqrt_()
+            return (sq - 2.0 * (mm @ mm[u]).float() + sq[u]).clamp_min_(0).sqrt_()
 
         picks: list[int] = []
         if len(ctx.selected):
