@@ -252,6 +252,12 @@ def data_list(
     out.print("Put a missing one in place with: vecaf-bench data prepare NAME --from PATH_OR_URL", soft_wrap=True)
 
 
+from .cli_suite import leaderboard, suite  # noqa: E402
+
+app.command()(friendly(suite))
+app.command()(friendly(leaderboard))
+
+
 def main() -> None:
     app(prog_name="vecaf-bench")
 

@@ -68,6 +68,9 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     out: str = "runs"
+    # the run folder's name under `out`, fixed by a suite so that a re-run finds it again (None: a fresh
+    # <time>-<selector>-<dataset>-s<seed>)
+    run_name: str | None = None
     cache_dir: str | None = None
     trackers: list[str] = field(default_factory=lambda: ["local", "wandb"])
     wandb_mode: str | None = None
@@ -176,10 +179,14 @@ def _apply(cfg: RunConfig, data: dict[str, Any], source: str) -> None:
         setattr(obj, name, _coerce(key, value, ftype, source))
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(
+    path: str | Path, what: str = "config file", missing_hint: str = "Pass the path of a YAML file to --config.",
+    shape: str = "a mapping of keys to values",
+) -> dict[str, Any]:
+    """A YAML mapping from PATH; a missing file, bad YAML or a non-mapping is a UserError naming WHAT."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"config file '{p}' does not exist. Pass the path of a YAML file to --config.")
+        raise UserError(f"{what} '{p}' does not exist. {missing_hint}")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
@@ -188,11 +195,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UserError(f"config file '{p}' is not valid YAML{where}: {problem}. Fix the file and run again.") from None
+        raise UserError(f"{what} '{p}' is not valid YAML{where}: {problem}. Fix the file and run again.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"config file '{p}' must hold a mapping of keys to values, got {type(data).__name__}.")
+        raise UserError(f"{what} '{p}' must hold {shape}, got {type(data).__name__}.")
     return data
 
 

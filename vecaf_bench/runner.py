@@ -158,6 +158,8 @@ def load_dataset(host: PluginHost, cfg: RunConfig) -> DatasetSplits:
 
 
 def _run_id(cfg: RunConfig) -> str:
+    if cfg.run_name:
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", cfg.run_name).strip("-")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     data = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(cfg.dataset).name or "data").strip("-")
     return f"{stamp}-{cfg.selector}-{data}-s{cfg.seed}"

@@ -1,0 +1,568 @@
+"""Suites: a benchmark is many runs (selectors x datasets x label budgets x batch budgets x seeds),
+each under the same matched budgets, and each in a folder of its own that a re-run finds again.
+
+A suite YAML (see `benchmarks/*.yaml`)::
+
+    name: smoke                  # required: [A-Za-z0-9._-]+; the folder <out>/<name>/ and the W&B group
+    description: ...             # optional, free text
+    base:                        # optional: any run config key (as in `vecaf-bench run --config`), shared
+      backbone: timm:tf_efficientnet_lite0
+      batch_size: 32
+      train: {lr: 0.02}          # nested or dotted (train.lr) keys, as in a config file
+      out: runs                  # default results folder (--out overrides it)
+    selectors:                   # required: names, or mappings
+      - random
+      - name: vecaf
+        label: vecaf-r3          # optional: the name in run ids (needed when a selector is listed twice)
+        rounds: 3                # any run config key that is the selector's own business
+        selector_options: {iterations: 100}
+    datasets:                    # required: names (or folders), or mappings
+      - mnist
+      - name: imagenet
+        label_budgets: [1%, 5%]  # optional per dataset: replaces the suite's label_budgets
+        batch_budgets: [10000]   # optional per dataset: replaces the suite's batch_budgets
+        seeds: [0, 1, 2]         # optional per dataset
+        shifts: [domain:imagenet-r]   # optional per dataset: OOD splits of every run on it
+        data_root: /data         # any run config key that holds for every run on this dataset
+    label_budgets: [2.5%]        # required (unless every dataset gives its own): counts or fractions
+    seeds: [0, 1, 2]             # required (unless every dataset gives its own)
+    batch_budgets: [150]         # optional: default base.batch_budget, else the run default (150)
+    shifts: [corruption:fog:3]   # optional: a list for every dataset, or {dataset: [shifts]}
+
+A selector that takes the whole pool (`full`, the reference curve) runs once per dataset x batch
+budget x seed, not once per label budget. Every run's config goes through the same validation as
+`vecaf-bench run --config`, so an unknown key gets the same message (with the closest valid key).
+
+Matching is checked before anything runs: within a cell (dataset x label budget x batch budget,
+plus the whole-pool runs of that dataset x batch budget) every run must agree on `MATCHED` (backbone,
+weights, image size, batch size, the whole `train.*` recipe, batch budget, evaluation steps,
+shifts, the data) and every selector must see the same seeds. A per-selector override of such a
+key is refused, naming the key and the runs that differ: a comparison that is not matched is not
+a comparison.
+
+Run ids are deterministic, `<suite>-<dataset>-<budget>-b<batches>-<selector>-s<seed>`, so a
+re-run of the suite finds each run's folder: finished (summary.json says so) -> skipped, nothing
+recomputed; interrupted (checkpoint.pt) -> resumed; anything else -> started afresh (a stale
+folder is moved to `<suite>/.attempts/`). A folder whose config.yaml differs from the suite's
+(someone edited the YAML) is refused rather than silently reused. The run folder name is the
+config key `run_name`, so a run started as `vecaf-bench run --config <resolved yaml>` (parallel
+and submitit executors) lands in the same folder as an in-process one.
+
+All runs share the feature cache, and the first run of each feature group (dataset, backbone,
+weights, image size) runs before the others of its group start, so pool features are computed
+once even when runs go in parallel. `<out>/<suite>/suite.json` holds the expanded grid and each
+run's status; it is rewritten atomically whenever a status changes. This module reads, expands,
+checks and plans a suite; `suite_exec` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from .config import RunConfig, config_from_dict, load_yaml, parse_label_budget, parse_set, valid_keys
+from .errors import UserError, did_you_mean
+from .results import read_json
+
+SUITE_KEYS = (
+    "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts"
+)
+# keys the grid sets for each run: refused under base / a selector / a dataset
+GRID_KEYS = ("selector", "dataset", "label_budget", "seed", "run_name")
+DATASET_GRID_KEYS = ("label_budgets", "batch_budgets", "seeds", "shifts")
+# what every run of a cell must agree on (train.* means every key of the training recipe)
+MATCHED = (
+    "dataset",
+    "data_root",
+    "test_fraction",
+    "on_corrupt",
+    "backbone",
+    "weights",
+    "image_size",
+    "batch_size",
+    "batch_budget",
+    "label_budget",
+    "eval_every",
+    "ood_eval_every",
+    "shifts",
+    "shift_seed",
+    "train.*",
+)
+UNMATCHED_TRAIN = ("train.num_workers",)  # loader processes: not part of the recipe
+# keys that may change between a run and its re-run without making its results stale
+DRIFT_IGNORED = frozenset(
+    {"out", "run_name", "device", "cache_dir", "data_root", "wandb_mode", "wandb_project", "wandb_entity",
+     "wandb_group", "trackers", "plugins", "train.num_workers"}
+)
+FEATURE_GROUP = (
+    "dataset", "data_root", "test_fraction", "on_corrupt", "backbone", "weights", "image_size", "cache_dir"
+)
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    dataset: str
+    label_budget: str  # as written in the suite ("2.5%", "100"); "all" for a whole-pool selector
+    batch_budget: int
+    selector: str  # plugin name
+    label: str  # the selector entry's label (its name unless given)
+    seed: int
+    whole_pool: bool = False
+
+
+@dataclass
+class SuiteRun:
+    run_id: str
+    point: GridPoint
+    config: RunConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out) / self.run_id
+
+
+@dataclass
+class Suite:
+    name: str
+    source: str
+    dir: Path  # <out>/<name>
+    runs: list[SuiteRun]
+
+
+def sanitize(text: str) -> str:
+    """A file-name-safe token: '2.5%' -> '2.5pct', '/data/my set' -> 'my-set'."""
+    text = text.replace("%", "pct")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def run_id_for(suite: str, point: GridPoint) -> str:
+    data = sanitize(Path(point.dataset).name or point.dataset)
+    budget = "all" if point.whole_pool else sanitize(str(point.label_budget))
+    return f"{sanitize(suite)}-{data}-{budget}-b{point.batch_budget}-{sanitize(point.label)}-s{point.seed}"
+
+
+def load_suite(
+    path: str | Path,
+    out: str | None = None,
+    sets: list[str] | None = None,
+    whole_pool: Callable[[str], bool] | None = None,
+) -> Suite:
+    """Reads, expands and checks a suite YAML (see the module docstring)."""
+    data = load_yaml(path, "suite file", "Give the path of a suite YAML, e.g. benchmarks/smoke.yaml.",
+                     "a mapping (name, base, selectors, datasets, ...)")
+    return expand_suite(data, str(path), out=out, sets=sets, whole_pool=whole_pool)
+
+
+def _as_list(value: Any, key: str, source: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [value]
+    if not isinstance(value, list):
+        raise UserError(f"suite key '{key}' ({source}) must be a list, got {value!r}.")
+    return list(value)
+
+
+def _nested_names() -> set[str]:
+    cfg = RunConfig()
+    return {f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
+
+
+def _flat(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested sections (`train: {lr: …}`) as dotted keys, so that layers merge key by key."""
+    nested = _nested_names()
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in nested and isinstance(value, Mapping):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[str(key)] = value
+    return out
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win key by key; selector_options (a mapping or dotted keys) merge too."""
+    out: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in _flat(layer).items():
+            if key == "selector_options":
+                if value is not None and not isinstance(value, Mapping):
+                    raise UserError(f"selector_options must be a mapping of option: value, got {value!r}.")
+                options.update(value or {})
+            elif key.startswith("selector_options."):
+                options[key.partition(".")[2]] = value
+            else:
+                out[key] = value
+    if options:
+        out["selector_options"] = options
+    return out
+
+
+def _flat_config(cfg: RunConfig) -> dict[str, Any]:
+    return _flat(cfg.to_dict())
+
+
+def _refuse_grid_keys(entry: Mapping[str, Any], where: str, allowed: Iterable[str] = ()) -> None:
+    for key in _flat(entry):
+        if key in GRID_KEYS and key not in allowed:
+            raise UserError(
+                f"'{key}' {where} is set by the suite's grid, not per entry: list the values under the suite's "
+                f"'{_GRID_HOME[key]}'."
+            )
+
+
+_GRID_HOME = {"selector": "selectors", "dataset": "datasets", "label_budget": "label_budgets", "seed": "seeds",
+              "run_name": "name (run folders are named by the grid)", "batch_budget": "batch_budgets"}
+
+
+def _default_whole_pool(plugins: list[str]) -> Callable[[str], bool]:
+    """Asks the selector registry (installed plugins + `plugins`) whether a selector takes the whole pool;
+    an unknown name gets the registry's message with the known ones."""
+    from .pluginmanager import PluginHost
+
+    host = PluginHost(plugins)
+
+    def whole_pool(name: str) -> bool:
+        return bool(getattr(host.selectors().get(name).factory, "takes_whole_pool", False))
+
+    return whole_pool
+
+
+def _entries(value: Any, key: str, source: str) -> list[tuple[str, dict[str, Any]]]:
+    items = _as_list(value, key, source)
+    if not items:
+        raise UserError(f"suite '{source}' lists no {key}; give at least one under '{key}:'.")
+    out: list[tuple[str, dict[str, Any]]] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append((item, {}))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            out.append((item["name"], {k: v for k, v in item.items() if k != "name"}))
+        else:
+            raise UserError(
+                f"each entry of '{key}' in suite '{source}' must be a name or a mapping with 'name:', got {item!r}."
+            )
+    return out
+
+
+def _budgets(values: list[Any], where: str) -> list[str]:
+    out: list[str] = []
+    for v in values:
+        parse_label_budget(v)  # the runner's own check: the message names the value
+        out.append(str(v))
+    if len(set(out)) != len(out):
+        raise UserError(f"label budgets {where} list a value twice: {out}.")
+    return out
+
+
+def _ints(values: list[Any], key: str, where: str) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise UserError(f"'{key}' {where} must be whole numbers, got {v!r}.")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise UserError(f"'{key}' {where} lists a value twice: {out}.")
+    return out
+
+
+def expand_suite(
+    data: Mapping[str, Any],
+    source: str = "<suite>",
+    out: str | None = None,
+    sets: list[str] | None = None,
+    whole_pool: Callable[[str], bool] | None = None,
+) -> Suite:
+    """The suite's runs, each a validated RunConfig, with the matching checked."""
+    unknown_keys = [k for k in data if k not in SUITE_KEYS]
+    if unknown_keys:
+        k = str(unknown_keys[0])
+        raise UserError(
+            f"unknown suite key '{k}' in {source}.{did_you_mean(k, SUITE_KEYS)} Suite keys: {', '.join(SUITE_KEYS)}; "
+            "run config keys go under 'base:' (or under a selector or dataset entry)."
+        )
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(
+            f"suite {source} needs a 'name' made of letters, digits, '.', '_' or '-' (it names the results "
+            f"folder), got {name!r}."
+        )
+    if "run_name" not in valid_keys():
+        raise UserError(
+            "this vecaf-bench has no 'run_name' config key, which a suite needs to give each run a fixed folder. "
+            "Update vecaf-bench."
+        )
+    base = data.get("base") or {}
+    if not isinstance(base, Mapping):
+        raise UserError(f"'base' in suite {source} must be a mapping of run config keys, got {base!r}.")
+    base = _merge(base, parse_set(sets or []))
+    _refuse_grid_keys(base, f"under 'base' in {source}")
+    out_root = Path(out or base.pop("out", None) or RunConfig().out)
+    base.pop("out", None)
+    suite_dir = out_root / name
+    whole_pool = whole_pool or _default_whole_pool(list(base.get("plugins") or []))
+
+    selectors = _entries(data.get("selectors"), "selectors", source)
+    datasets = _entries(data.get("datasets"), "datasets", source)
+    top_budgets = _as_list(data.get("label_budgets"), "label_budgets", source)
+    top_seeds = _as_list(data.get("seeds"), "seeds", source)
+    default_batch = base.pop("batch_budget", None)
+    if default_batch is not None and data.get("batch_budgets"):
+        raise UserError(
+            f"suite {source} gives both batch_budget ({default_batch}, under base or --set) and batch_budgets "
+            f"({data['batch_budgets']}); keep one: batch_budgets is the grid's list."
+        )
+    top_batches = _as_list(data.get("batch_budgets"), "batch_budgets", source) or [
+        default_batch if default_batch is not None else RunConfig().batch_budget
+    ]
+    top_shifts = data.get("shifts")
+
+    sel_specs = []
+    labels_seen: dict[str, str] = {}
+    for sel, opts in selectors:
+        where = f"under selector '{sel}' in {source}"
+        _refuse_grid_keys(opts, where)
+        for k in ("batch_budget", "batch_budgets", "label_budgets", "seeds", "out"):
+            if k in opts:
+                raise UserError(
+                    f"'{k}' {where} would give one selector other budgets or seeds than the rest; the suite refuses "
+                    f"an unmatched comparison. Set it for every selector (suite level or under a dataset)."
+                )
+        label = str(opts.pop("label", sel))
+        if label in labels_seen:
+            raise UserError(
+                f"selector '{label}' is listed twice in {source}; give each entry its own 'label:' "
+                f"(e.g. label: {sel}-variant) so that their runs get different ids."
+            )
+        labels_seen[label] = sel
+        sel_specs.append((sel, label, opts, whole_pool(sel)))
+
+    runs: list[SuiteRun] = []
+    for ds, ds_opts in datasets:
+        where = f"under dataset '{ds}' in {source}"
+        ds_opts = dict(ds_opts)
+        _refuse_grid_keys(ds_opts, where)
+        if "out" in ds_opts:
+            raise UserError(f"'out' {where}: a suite writes every run under <out>/{name}/; set --out instead.")
+        if "batch_budget" in ds_opts:
+            raise UserError(f"'batch_budget' {where}: write batch_budgets: [{ds_opts['batch_budget']}] (a list).")
+        budgets = _budgets(_as_list(ds_opts.pop("label_budgets", None), "label_budgets", source) or top_budgets,
+                           f"for dataset '{ds}'")
+        seeds = _ints(_as_list(ds_opts.pop("seeds", None), "seeds", source) or top_seeds, "seeds", f"for '{ds}'")
+        batches = _ints(_as_list(ds_opts.pop("batch_budgets", None), "batch_budgets", source) or top_batches,
+                        "batch_budgets", f"for '{ds}'")
+        if not budgets:
+            raise UserError(f"suite {source} gives no label budget for dataset '{ds}': add 'label_budgets:'.")
+        if not seeds:
+            raise UserError(f"suite {source} gives no seeds for dataset '{ds}': add 'seeds: [0, 1, 2]'.")
+        shifts = _shifts_for(ds, ds_opts.pop("shifts", None), top_shifts, source)
+        for batch in batches:
+            for sel, label, sel_opts, whole in sel_specs:
+                for budget in (["all"] if whole else budgets):
+                    for seed in seeds:
+                        point = GridPoint(ds, budget, batch, sel, label, seed, whole)
+                        rid = run_id_for(name, point)
+                        merged = _merge(base, ds_opts, sel_opts)
+                        merged.update(
+                            selector=sel,
+                            dataset=ds,
+                            label_budget="100%" if whole else budget,
+                            batch_budget=batch,
+                            seed=seed,
+                            out=str(suite_dir),
+                            run_name=rid,
+                        )
+                        if shifts is not None:
+                            merged["shifts"] = shifts
+                        merged.setdefault("wandb_group", name)
+                        layers = f"base + dataset '{ds}' + selector '{label}'"
+                        cfg = config_from_dict(merged, f"in suite {source}: {layers}")
+                        runs.append(SuiteRun(rid, point, cfg))
+    ids = [r.run_id for r in runs]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise UserError(f"suite {source} makes run id(s) {', '.join(dup[:3])} twice: list each dataset once.")
+    suite = Suite(name=name, source=source, dir=suite_dir, runs=runs)
+    check_matching(suite)
+    return suite
+
+
+def _shifts_for(ds: str, own: Any, top: Any, source: str) -> list[str] | None:
+    if own is not None:
+        return [str(s) for s in _as_list(own, "shifts", source)]
+    if top is None:
+        return None
+    if isinstance(top, Mapping):
+        return [str(s) for s in _as_list(top.get(ds), "shifts", source)] if ds in top else None
+    return [str(s) for s in _as_list(top, "shifts", source)]
+
+
+# ---------------------------------------------------------------------------------------------
+# matching
+
+
+def _matched_keys(flat: Mapping[str, Any]) -> list[str]:
+    keys = []
+    for k in MATCHED:
+        if k.endswith(".*"):
+            keys += sorted(x for x in flat if x.startswith(k[:-1]) and x not in UNMATCHED_TRAIN)
+        else:
+            keys.append(k)
+    return keys
+
+
+def _cells(suite: Suite) -> dict[tuple[str, str, int], list[SuiteRun]]:
+    cells: dict[tuple[str, str, int], list[SuiteRun]] = {}
+    for r in suite.runs:
+        if not r.point.whole_pool:
+            cells.setdefault((r.point.dataset, r.point.label_budget, r.point.batch_budget), []).append(r)
+    for r in suite.runs:
+        if r.point.whole_pool:
+            mine = [k for k in cells if k[0] == r.point.dataset and k[2] == r.point.batch_budget]
+            for k in mine or [(r.point.dataset, "all", r.point.batch_budget)]:
+                cells.setdefault(k, []).append(r)
+    return cells
+
+
+def _show(runs: list[str]) -> str:
+    return ", ".join(runs[:3]) + (f" (+{len(runs) - 3} more)" if len(runs) > 3 else "")
+
+
+def check_matching(suite: Suite) -> None:
+    """Refuses a suite whose selectors would not be compared under the same conditions."""
+    for (ds, budget, batch), runs in _cells(suite).items():
+        cell = f"{ds} / label budget {budget} / {batch} batches"
+        flats = {r.run_id: _flat_config(r.config) for r in runs}
+        keys = _matched_keys(next(iter(flats.values())))
+        for key in keys:
+            by_value: dict[str, list[str]] = {}
+            for r in runs:
+                if key == "label_budget" and r.point.whole_pool:
+                    continue
+                value = json.dumps(flats[r.run_id].get(key), sort_keys=True, default=str)
+                by_value.setdefault(value, []).append(r.run_id)
+            if len(by_value) > 1:
+                parts = "; ".join(f"{v} in {_show(ids)}" for v, ids in by_value.items())
+                raise UserError(
+                    f"suite '{suite.name}' ({suite.source}) breaks matched budgets: '{key}' differs within the cell "
+                    f"{cell}: {parts}. Every selector of a cell must use the same backbone, weights, image size, "
+                    f"batch size, training recipe (train.*), batch budget, evaluation steps, shifts and seeds. "
+                    f"Set '{key}' under 'base:' (or under the dataset), not under a selector."
+                )
+        seeds: dict[str, set[int]] = {}
+        for r in runs:
+            seeds.setdefault(r.point.label, set()).add(r.point.seed)
+        if len({tuple(sorted(s)) for s in seeds.values()}) > 1:
+            parts = "; ".join(f"{lab}: {sorted(s)}" for lab, s in seeds.items())
+            raise UserError(
+                f"suite '{suite.name}' breaks matched budgets: 'seeds' differ between selectors in the cell {cell} "
+                f"({parts}). Give every selector the same seeds."
+            )
+
+
+def feature_group(cfg: RunConfig) -> str:
+    """Runs with the same group read the same cached pool features."""
+    flat = _flat_config(cfg)
+    return json.dumps([flat.get(k) for k in FEATURE_GROUP], default=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# planning: what a (re-)run of the suite does with each run
+
+
+@dataclass
+class Planned:
+    run: SuiteRun
+    action: str  # skip | resume | start
+    stale: bool = False  # a folder without results or checkpoint is there: moved aside before the start
+
+
+def _drift(run: SuiteRun) -> list[str]:
+    path = run.run_dir / "config.yaml"
+    if not path.is_file():
+        return []
+    try:
+        old = _flat(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError:
+        return ["config.yaml (unreadable)"]
+    new = _flat_config(run.config)
+    diffs = []
+    for k in sorted(set(old) & set(new)):
+        if k in DRIFT_IGNORED:
+            continue
+        if json.dumps(old[k], sort_keys=True, default=str) != json.dumps(new[k], sort_keys=True, default=str):
+            diffs.append(f"{k}: {old[k]!r} there, {new[k]!r} in the suite")
+    return diffs
+
+
+def plan(suite: Suite) -> list[Planned]:
+    """What a (re-)run does with each run: skip (finished), resume (checkpoint) or start."""
+    out: list[Planned] = []
+    drifted: list[str] = []
+    for run in suite.runs:
+        d = run.run_dir
+        summary = d / "summary.json"
+        status = None
+        if summary.is_file():
+            try:
+                status = read_json(summary).get("status")
+            except (OSError, ValueError):
+                status = None
+        if status == "finished":
+            action, stale = "skip", False
+        elif (d / "checkpoint.pt").is_file():
+            action, stale = "resume", False
+        else:
+            action, stale = "start", d.exists()
+        if action != "start":
+            diffs = _drift(run)
+            if diffs:
+                drifted.append(f"{d} ({'; '.join(diffs[:3])})")
+        out.append(Planned(run, action, stale))
+    if drifted:
+        raise UserError(
+            f"suite '{suite.name}': {len(drifted)} run folder(s) were made with another config than the suite now "
+            f"gives: {' | '.join(drifted[:3])}{' …' if len(drifted) > 3 else ''}. Their results would not match the "
+            "suite: move those folders away (or use another --out or suite name) to run them again, or restore the "
+            "suite's old values."
+        )
+    return out
+
+
+def move_aside(suite: Suite, run: SuiteRun) -> Path:
+    """A stale run folder (no results, no checkpoint) goes to <suite>/.attempts/, kept for its logs."""
+    attempts = suite.dir / ".attempts"
+    attempts.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while (attempts / f"{run.run_id}.{k}").exists():
+        k += 1
+    dest = attempts / f"{run.run_id}.{k}"
+    os.replace(run.run_dir, dest)
+    return dest
+
+
+def grid_table(planned: list[Planned]) -> Table:
+    table = Table(title_justify="left")
+    table.add_column("run id", no_wrap=True)
+    for col in ("dataset", "label budget", "batches", "selector", "seed", "action"):
+        table.add_column(col, overflow="fold")
+    for p in planned:
+        pt = p.run.point
+        action = p.action + (" (stale folder moved aside)" if p.stale else "")
+        table.add_row(p.run.run_id, pt.dataset, pt.label_budget, str(pt.batch_budget), pt.label, str(pt.seed), action)
+    return table
