@@ -35,6 +35,16 @@ def test_offline_run_holds_config_curve_and_summary(cli, tmp_path):
             final.update({_key(i): json.loads(i.value_json) for i in rec.summary.update})
     assert final["test_top1"] == pytest.approx(summary["test_top1"])
     assert final["selection_forward_batches"] == summary["selection_forward_batches"]
+    assert final["uses"] == ", ".join(summary["uses"]), "the leaderboard reads `uses` back from W&B"
+
+
+def test_wandb_ids_differ_between_results_folders_and_hold_on_resume(tmp_path):
+    from plugins.trackers.wandb_tracker import wandb_run_id
+
+    a = wandb_run_id("smoke-digits-30-s0", tmp_path / "a" / "smoke-digits-30-s0")
+    b = wandb_run_id("smoke-digits-30-s0", tmp_path / "b" / "smoke-digits-30-s0")
+    assert a != b and a.startswith("smoke-digits-30-s0-")
+    assert a == wandb_run_id("smoke-digits-30-s0", tmp_path / "a" / "x" / ".." / "smoke-digits-30-s0")
 
 
 def test_disabled_mode_runs_and_writes_no_wandb_files(cli, tmp_path):

@@ -7,6 +7,7 @@ later with `wandb sync`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,23 @@ def run_tags(config: RunConfig) -> list[str]:
     ]
 
 
+def wandb_run_id(run_id: str, run_dir: Path) -> str:
+    """W&B ids are unique per project, and a suite names its run folders by the grid (the same
+    names in every results folder): the folder's absolute path goes into the id, so two suites
+    never write into one W&B run, while a resumed run (same folder) reattaches to its own."""
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{run_id[:55]}-{digest}"
+
+
+def summary_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the W&B summary can hold as a value: scalars, and `uses` (a list) as 'labels, model'
+    so a leaderboard read back with --from-wandb still knows what each selector used."""
+    out = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    if isinstance(summary.get("uses"), (list, tuple)):
+        out["uses"] = ", ".join(summary["uses"])
+    return out
+
+
 class WandbTracker:
     def __init__(self, config: RunConfig, run_dir: Path) -> None:
         self.config = config
@@ -48,7 +66,7 @@ class WandbTracker:
                 entity=self.config.wandb_entity,
                 group=self.config.wandb_group,
                 name=run.run_id,
-                id=run.run_id,
+                id=wandb_run_id(run.run_id, self.run_dir),
                 resume="allow",
                 tags=run_tags(self.config),
                 config={**self.config.to_dict(), "label_budget_count": run.label_budget, "pool_size": run.pool_size},
@@ -87,8 +105,7 @@ class WandbTracker:
             return
         import wandb
 
-        scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
-        self.run.summary.update(scalars)
+        self.run.summary.update(summary_scalars(summary))
         curve = summary.get("curve") or []
         if curve:
             cols: list[str | int] = ["step", "top1", "top5"]
