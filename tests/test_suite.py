@@ -261,3 +261,15 @@ def test_submitit_local_executor_runs_a_one_run_suite(app, tmp_path):
     assert entry["test_top1"] == summary["test_top1"]
     assert list((out / "tiny" / "submitit").glob("*/*_log.err")), "submitit keeps the job's logs"
     assert time.time() - t0 < 120
+
+
+def test_local_runs_are_spread_over_the_visible_gpus(monkeypatch):
+    from vecaf_bench.suite_exec import GpuSlots
+
+    slots = GpuSlots(["2", "5"])
+    assert [slots.take(), slots.take(), slots.take()] == ["2", "5", "2"], "least busy GPU first"
+    slots.give("5")
+    assert slots.take() == "5"
+    assert GpuSlots(["0"]).take() is None, "one GPU: nothing to spread, the run sees it as it is"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert list(GpuSlots.visible().busy) == ["3", "1"], "a user's CUDA_VISIBLE_DEVICES is respected"

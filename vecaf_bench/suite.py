@@ -557,12 +557,10 @@ def move_aside(suite: Suite, run: SuiteRun) -> Path:
 
 
 def grid_table(planned: list[Planned]) -> Table:
+    """One row per run: the run id already reads suite-dataset-budget-batches-selector-seed."""
     table = Table(title_justify="left")
-    table.add_column("run id", no_wrap=True)
-    for col in ("dataset", "label budget", "batches", "selector", "seed", "action"):
-        table.add_column(col, overflow="fold")
+    table.add_column("run (suite-dataset-labels-batches-selector-seed)", overflow="fold")
+    table.add_column("action", no_wrap=True)
     for p in planned:
-        pt = p.run.point
-        action = p.action + (" (stale folder moved aside)" if p.stale else "")
-        table.add_row(p.run.run_id, pt.dataset, pt.label_budget, str(pt.batch_budget), pt.label, str(pt.seed), action)
+        table.add_row(p.run.run_id, p.action + (" (stale folder moved aside)" if p.stale else ""))
     return table

@@ -250,6 +250,38 @@ class _Backend:
         raise NotImplementedError
 
 
+class GpuSlots:
+    """Spreads the local runs over the visible GPUs: each run process sees one GPU
+    (CUDA_VISIBLE_DEVICES), the least busy one, so `--max-parallel 8` on an 8-GPU machine runs one
+    run per GPU instead of eight on cuda:0."""
+
+    def __init__(self, gpus: list[str]) -> None:
+        self.busy = {g: 0 for g in gpus}
+
+    @classmethod
+    def visible(cls) -> GpuSlots:
+        listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if listed is not None:
+            return cls([g.strip() for g in listed.split(",") if g.strip()])
+        try:
+            import torch
+
+            return cls([str(i) for i in range(torch.cuda.device_count())])
+        except ImportError:
+            return cls([])
+
+    def take(self) -> str | None:
+        if len(self.busy) < 2:
+            return None  # no GPU, or one: nothing to spread
+        gpu = min(self.busy, key=lambda g: self.busy[g])
+        self.busy[gpu] += 1
+        return gpu
+
+    def give(self, gpu: str | None) -> None:
+        if gpu is not None:
+            self.busy[gpu] -= 1
+
+
 class _Processes(_Backend):
     """`vecaf-bench run --config <resolved yaml>` (or `--resume DIR`) in subprocesses, logs in <suite>/logs/."""
 
@@ -261,6 +293,7 @@ class _Processes(_Backend):
         self.env = dict(os.environ)
         if "OMP_NUM_THREADS" not in self.env:  # N runs share the cores instead of each taking all of them
             self.env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max_parallel))
+        self.gpus = GpuSlots.visible() if max_parallel > 1 else GpuSlots([])
 
     def start(self, run: SuiteRun, resume: bool) -> tuple[Any, str | None, str | None]:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -273,19 +306,22 @@ class _Processes(_Backend):
             write_text_atomic(cfg_file, dump_yaml(run.config))
             cmd += ["--config", str(cfg_file)]
         log = self.logs / f"{run.run_id}.log"
+        gpu = self.gpus.take()
+        env = self.env if gpu is None else {**self.env, "CUDA_VISIBLE_DEVICES": gpu}
         with open(log, "a") as f:
-            f.write(f"$ {' '.join(cmd)}\n")
+            f.write(f"$ {' '.join(cmd)}" + (f"  (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "") + "\n")
             f.flush()
             # a session of its own: a terminal Ctrl-C reaches the suite, which passes exactly one on (see interrupt)
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
-        return (proc, run, log), str(proc.pid), str(log)
+        return (proc, run, log, gpu), str(proc.pid), str(log)
 
     def poll(self, handle: Any) -> Outcome | None:
-        proc, run, log = handle
+        proc, run, log, gpu = handle
         rc = proc.poll()
         if rc is None:
             return None
+        self.gpus.give(gpu)
         if rc == 0:
             return Outcome("finished", log=str(log), test_top1=_top1(run.run_dir))
         if rc == 130:
@@ -293,11 +329,11 @@ class _Processes(_Backend):
         return Outcome("failed", log=str(log), error=_last_error(Path(log), rc))
 
     def interrupt(self, handles: list[Any]) -> str:
-        for proc, _, _ in handles:
+        for proc, *_ in handles:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # the runner finishes its step and saves a checkpoint
         deadline = time.time() + 300
-        for proc, _, _ in handles:
+        for proc, *_ in handles:
             try:
                 proc.wait(timeout=max(1.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
