@@ -221,6 +221,19 @@ def test_cli(app, runs, tmp_path):
     assert r.exit_code == 2 and "does not exist" in r.output
 
 
+def test_cli_reads_runs_folder_by_default(app, runs, tmp_path, monkeypatch):
+    """`vecaf-bench suite S.yaml` then plain `vecaf-bench leaderboard`: both default to runs/."""
+    cli = CliRunner()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    r = cli.invoke(app, ["leaderboard"])
+    assert r.exit_code == 2 and "no 'runs' folder here" in r.output
+    (here / "runs").symlink_to(runs, target_is_directory=True)
+    r = cli.invoke(app, ["leaderboard", "--format", "markdown"])
+    assert r.exit_code == 0 and "**86.00 ± 4.97**" in r.output
+
+
 class _Summary(dict):
     """wandb's run.summary: keys() and [] (it is not a plain dict)."""
 

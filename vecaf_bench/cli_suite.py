@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .config import RunConfig
 from .errors import UserError
 
 err = Console(stderr=True, emoji=False)
@@ -74,7 +75,9 @@ def suite(
 
 def leaderboard(
     directory: str | None = typer.Argument(
-        None, metavar="DIR", help="Folder of runs (every summary.json under it); not needed with --from-wandb."
+        None, metavar="DIR",
+        help="Folder of runs (every summary.json under it; default: runs/, where run and suite write); "
+             "not needed with --from-wandb.",
     ),
     fmt: str = typer.Option("table", "--format", help="table | markdown | csv | json."),
     plot: str | None = typer.Option(
@@ -101,9 +104,13 @@ def leaderboard(
     if from_wandb:
         records, unfinished = lb.records_from_wandb(from_wandb), 0
         where = f"W&B project {from_wandb}"
-    elif directory is None:
-        raise UserError("leaderboard needs a folder of runs (e.g. runs/smoke) or --from-wandb ENTITY/PROJECT.")
     else:
+        if directory is None:
+            directory = RunConfig().out
+            if not Path(directory).is_dir():
+                raise UserError(f"no '{directory}' folder here (the default results folder of run and suite). "
+                                "Give the folder of your runs, e.g. vecaf-bench leaderboard runs/smoke, or "
+                                "--from-wandb ENTITY/PROJECT.")
         records, unfinished = lb.load_records(directory)
         where = f"'{directory}'"
     if not records:
