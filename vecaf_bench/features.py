@@ -81,13 +81,15 @@ def extract(
     batch_size: int = 128,
     num_workers: int = 0,
     on_batch: Callable[[int], None] | None = None,
+    indices: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Embeds every image of `source` into the array `out_factory(dim)` returns; returns timing."""
+    """Embeds every image of `source` (or the listed ones, in order) into the array
+    `out_factory(dim)` returns; returns timing."""
     device = normalize.device
     was_training = model.training
     model.eval()
     loader = DataLoader(
-        TransformedImages(source, transform),
+        TransformedImages(source, transform, indices),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

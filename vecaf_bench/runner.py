@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from . import distributed as dist
 from .budget import resolve_label_budget, split_evenly
 from .config import RunConfig, config_from_dict, default_cache_dir, dump_yaml
 from .data import DatasetRequest, DatasetSplits
@@ -216,14 +217,29 @@ class Runner:
         selector = make_selector(host, cfg.selector, cfg.selector_options)
         uses = frozenset(getattr(selector, "uses", frozenset()))
         device = resolve_device(cfg.device)
+        if dist.requested():
+            dist.check_batch_size(cfg.batch_size, int(os.environ["WORLD_SIZE"]))
+            device = dist.init(device)
+            if not dist.is_main():
+                self.console = Console(quiet=True)  # rank 0 alone prints, writes and logs
+        try:
+            return self._start(selector, uses, device, run_dir, wall_start)
+        finally:
+            dist.shutdown()
+
+    def _start(
+        self, selector: Any, uses: frozenset[str], device: torch.device, run_dir: Path | None, wall_start: float
+    ) -> dict[str, Any]:
+        cfg, host = self.cfg, self.host
         bb_prefix, bb_name = parse_backbone(cfg.backbone)
         backbone = host.backbones().get(bb_prefix).factory(bb_name, weights=cfg.weights)
         tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
         shift_factories = [(s, host.shifts().get(parse_shift(s)[0]).factory) for s in cfg.shifts]
-        splits = load_dataset(host, cfg)
-        # OOD splits before the run folder: a bad --shift leaves nothing behind
-        input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)["input_size"]
-        ood = self._ood_splits(splits, shift_factories, int(input_size[-1]))
+        with dist.main_first():  # rank 0 fills the file index and the shift cache, the others read them
+            splits = load_dataset(host, cfg)
+            # OOD splits before the run folder: a bad --shift leaves nothing behind
+            input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)
+            ood = self._ood_splits(splits, shift_factories, int(input_size["input_size"][-1]))
         pool_size = len(splits.pool)
         if getattr(selector, "takes_whole_pool", False):
             label_budget = pool_size
@@ -236,8 +252,10 @@ class Runner:
             assert run_dir is not None
             ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         else:
-            run_dir = _make_run_dir(cfg)
-            write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+            if dist.is_main():
+                run_dir = _make_run_dir(cfg)
+                write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+            run_dir = Path(dist.broadcast(str(run_dir)))
         assert run_dir is not None
 
         info = RunInfo(
@@ -252,7 +270,7 @@ class Runner:
             uses=sorted(uses),
             resumed=resumed,
         )
-        trackers = [e.factory(cfg, run_dir) for e in tracker_factories]
+        trackers = [e.factory(cfg, run_dir) for e in tracker_factories] if dist.is_main() else []
         for t in trackers:
             host.pm.register(t)
         try:
@@ -288,7 +306,10 @@ class Runner:
         eval_bs = max(cfg.batch_size, 64)
 
         seed_everything(cfg.seed)
-        model = backbone.create_model(splits.num_classes, drop_path=cfg.train.drop_path).to(device)
+        model = backbone.create_model(splits.num_classes, drop_path=cfg.train.drop_path)
+        if dist.active() and device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
+        model = model.to(device)
         hook.vecaf_bench_run_start(run=info)
 
         # -- pool features, cached --------------------------------------------------------------
@@ -301,14 +322,19 @@ class Runner:
             input_size=dcfg["input_size"],
         )
         t0 = time.perf_counter()
-        feats = cache.load(key)
+        feats = cache.load(key) if dist.is_main() else None
+        if dist.broadcast(feats is not None) and feats is None:
+            feats = cache.load(key)  # the other ranks read what rank 0 found
         feature_info: dict[str, Any] = {"cache": str(cache.path(key))}
         if feats is not None:
             feature_info.update(cached=True, seconds=time.perf_counter() - t0)
             console.print(f"features: reused cache {cache.path(key)} ({feats.shape[0]} x {feats.shape[1]})")
         else:
+            shard = dist.shard(len(splits.pool))
             with make_progress(console) as progress:
-                task = progress.add_task("features", total=len(splits.pool), info=str(device))
+                task = progress.add_task(
+                    "features", total=len(splits.pool) if shard is None else len(shard), info=str(device)
+                )
 
                 def fill(open_out: Any) -> None:
                     timing = extract(
@@ -321,11 +347,23 @@ class Runner:
                         batch_size=eval_bs,
                         num_workers=cfg.train.num_workers,
                         on_batch=lambda n: progress.advance(task, n),
+                        indices=shard,
                     )
                     feature_info.update(timing)
 
                 meta = {"backbone": backbone.fingerprint, "dataset": splits.pool.fingerprint, "n": len(splits.pool)}
-                feats = cache.store(key, meta, fill)
+                if shard is None:
+                    feats = cache.store(key, meta, fill)
+                else:  # each rank embeds its shard; the rows are put back in pool order on every rank
+                    local: dict[str, np.ndarray] = {}
+                    fill(lambda dim: local.setdefault("rows", np.empty((len(shard), dim), dtype=np.float32)))
+                    feats = dist.gather_rows(local["rows"], len(splits.pool))
+                    if dist.is_main():
+
+                        def copy_in(open_out: Any, whole: np.ndarray = feats) -> None:
+                            open_out(whole.shape[1])[:] = whole
+
+                        feats = cache.store(key, meta, copy_in)
             feature_info.update(cached=False, seconds=time.perf_counter() - t0)
             console.print(
                 f"features: extracted {feats.shape[0]} x {feats.shape[1]} in {feature_info['seconds']:.1f} s, cached"
@@ -344,6 +382,13 @@ class Runner:
         curve: list[dict[str, Any]] = []
         state = StepState(global_step=0)
         opt, sched = build_optimizer(model, cfg.train, cfg.batch_budget)
+        # what trains: under torchrun the DDP wrapper (gradients averaged over the ranks); evaluation,
+        # features and selection use the bare model, whose forward does not wait for the other ranks
+        trainee: torch.nn.Module = model
+        if dist.active():
+            trainee = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         criterion = build_criterion(cfg.train)
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
@@ -357,6 +402,8 @@ class Runner:
             console.print(f"resuming {run_dir.name} at step {state.global_step}/{cfg.batch_budget}")
 
         def save_checkpoint() -> None:
+            if not dist.is_main():
+                return
             tmp = run_dir / f".{CHECKPOINT}.tmp"
             torch.save(
                 {
@@ -374,6 +421,8 @@ class Runner:
             os.replace(tmp, run_dir / CHECKPOINT)
 
         def write_selected() -> None:
+            if not dist.is_main():
+                return
             write_json_atomic(
                 run_dir / "selected.json",
                 {
@@ -437,7 +486,7 @@ class Runner:
                 progress.update(train_bar(), completed=step)
                 if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.batch_budget:
                     do_eval(step)
-                if stop["set"]:
+                if dist.any_rank(stop["set"]):  # every rank stops after the same step
                     raise _Stop
 
             try:
@@ -449,58 +498,67 @@ class Runner:
                         count = b_split[r]
                         if reselects:  # the whole cumulative budget, chosen afresh from the pool
                             earlier, count = np.zeros(0, dtype=np.int64), int(sum(b_split[: r + 1]))
-                        ctx = SelectionContext(
-                            features=feats,
-                            selected=earlier,
-                            seed=cfg.seed,
-                            device=device,
-                            round=r,
-                            rounds=R,
-                            num_classes=splits.num_classes,
-                            labels=labels if "labels" in uses else None,
-                            trained_steps=state.global_step,
-                        )
-                        if "model" in uses:
-                            ctx.model = model
-                            ctx.per_sample_loss = _loss_fn(ctx)
-                        if "text" in uses:
-                            if text_cache is None:
-                                text_cache = self._text_features(splits, labels, ood, device)
-                            ctx.text = text_cache
-                        sel_task = progress.add_task(f"selection r{r}", total=count, info=cfg.selector)
+                        picked = None
+                        if dist.is_main():  # selection once, on rank 0; every rank gets its picks
+                            ctx = SelectionContext(
+                                features=feats,
+                                selected=earlier,
+                                seed=cfg.seed,
+                                device=device,
+                                round=r,
+                                rounds=R,
+                                num_classes=splits.num_classes,
+                                labels=labels if "labels" in uses else None,
+                                trained_steps=state.global_step,
+                            )
+                            if "model" in uses:
+                                ctx.model = model
+                                ctx.per_sample_loss = _loss_fn(ctx)
+                            if "text" in uses:
+                                if text_cache is None:
+                                    text_cache = self._text_features(splits, labels, ood, device)
+                                ctx.text = text_cache
+                            sel_task = progress.add_task(f"selection r{r}", total=count, info=cfg.selector)
 
-                        def report(done: int, total: int, _t: Any = sel_task) -> None:
-                            progress.update(_t, completed=done, total=total)
+                            def report(done: int, total: int, _t: Any = sel_task) -> None:
+                                progress.update(_t, completed=done, total=total)
 
-                        ctx.report = report
-                        result = run_selector(cfg.selector, selector, ctx, count)
-                        done_total = next(t.total for t in progress.tasks if t.id == sel_task)
-                        progress.update(sel_task, completed=done_total)
-                        sel_rounds.append(result.indices)
+                            ctx.report = report
+                            result = run_selector(cfg.selector, selector, ctx, count)
+                            done_total = next(t.total for t in progress.tasks if t.id == sel_task)
+                            progress.update(sel_task, completed=done_total)
+                            stats = getattr(selector, "round_stats", None)
+                            picked = (
+                                result.indices,
+                                result.seconds,
+                                result.forward_batches,
+                                dict(stats) if stats else None,
+                            )
+                        indices, sel_seconds, sel_batches, stats = dist.broadcast(picked)
+                        sel_rounds.append(indices)
                         record: dict[str, Any] = {
                             "round": r,
-                            "picked": len(result.indices),
-                            "selected_total": len(result.indices) if reselects else int(sum(map(len, sel_rounds))),
+                            "picked": len(indices),
+                            "selected_total": len(indices) if reselects else int(sum(map(len, sel_rounds))),
                             "steps": t_split[r],
-                            "selection_seconds": result.seconds,
-                            "selection_forward_batches": result.forward_batches,
+                            "selection_seconds": sel_seconds,
+                            "selection_forward_batches": sel_batches,
                         }
-                        stats = getattr(selector, "round_stats", None)
                         if stats:
-                            record["stats"] = dict(stats)
+                            record["stats"] = stats
                         records.append(record)
                         write_selected()
                         hook.vecaf_bench_round_end(run=info, record=record)
-                        if stop["set"]:
+                        if dist.any_rank(stop["set"]):
                             raise _Stop
                     union = sel_rounds[r] if reselects else np.concatenate(sel_rounds[: r + 1])
                     train_bar()
                     plan = batch_plan(union, t_split[r], cfg.batch_size, cfg.seed, r)
                     done_in_round = state.global_step - int(bounds[r])
                     train_steps(
-                        model,
+                        trainee,
                         splits.pool,
-                        plan[done_in_round:],
+                        dist.batch_slice(plan[done_in_round:]),
                         t_train,
                         normalize,
                         opt,
@@ -522,10 +580,11 @@ class Runner:
             hook.vecaf_bench_run_end(run=info, summary=summary)
             raise RunInterrupted(run_dir, state.global_step, cfg.batch_budget)
         hook.vecaf_bench_run_end(run=info, summary=summary)
-        ck = run_dir / CHECKPOINT
-        if ck.exists():
-            ck.unlink()
-        self._print_summary(summary)
+        if dist.is_main():
+            ck = run_dir / CHECKPOINT
+            if ck.exists():
+                ck.unlink()
+            self._print_summary(summary)
         return summary
 
     def _ood_splits(self, splits: DatasetSplits, factories: list[tuple[str, Any]], image_size: int) -> list[OODSplit]:
@@ -658,6 +717,7 @@ class Runner:
             "dataset_info": splits.info,
             "device": str(device),
             "device_name": device_name(device),
+            "world_size": dist.world(),  # processes (torchrun), each with this device kind
             "wall_seconds": time.perf_counter() - wall_start,
             "versions": {**package_versions(), **self.host.versions(), "vecaf_bench": __version__},
             "git_commit": git_commit(),

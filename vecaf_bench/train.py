@@ -19,6 +19,7 @@ from timm.utils import accuracy
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import distributed as dist
 from .config import TrainConfig
 from .data import ImageSource
 from .seeding import loader_generator
@@ -80,7 +81,10 @@ def train_steps(
     num_workers: int,
     after_step: Callable[[int, float], None],
 ) -> None:
-    """Runs one optimizer step per row of `plan`; `after_step(global_step, loss)` may evaluate."""
+    """Runs one optimizer step per row of `plan`; `after_step(global_step, loss)` may evaluate.
+
+    Under torchrun `model` is the DistributedDataParallel wrapper and `plan` this rank's slice of
+    each global batch; the loss passed on is the mean over the ranks, the global batch's loss."""
     device = normalize.device
     use_amp = amp and device.type == "cuda"
     loader = DataLoader(
@@ -102,7 +106,7 @@ def train_steps(
         opt.step()
         state.global_step += 1
         sched.step_update(num_updates=state.global_step)
-        after_step(state.global_step, float(loss.detach()))
+        after_step(state.global_step, dist.sum_values([float(loss.detach())])[0] / dist.world())
 
 
 @torch.inference_mode()
@@ -115,18 +119,21 @@ def evaluate(
     num_workers: int,
     logit_mask: torch.Tensor | None = None,
 ) -> dict[str, float]:
+    """Top-1/top-5 (%) and mean loss over `source`; under torchrun each rank evaluates its shard
+    and the counts are summed, so every rank returns the whole split's figures. Pass the bare
+    model, not a DistributedDataParallel wrapper (whose forward would wait for the other ranks)."""
     device = normalize.device
     was_training = model.training
     model.eval()
     loader = DataLoader(
-        TransformedImages(source, transform),
+        TransformedImages(source, transform, dist.shard(len(source))),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         generator=loader_generator(),
     )
-    n, top1, top5, loss_sum = 0, 0.0, 0.0, 0.0
+    n, correct1, correct5, loss_sum = 0, 0, 0, 0.0
     for images, labels in loader:
         x = normalize(images)
         y = labels.to(device)
@@ -136,12 +143,13 @@ def evaluate(
             logits = logits.masked_fill(~logit_mask, float("-inf"))
         a1, a5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
         b = len(y)
-        top1 += float(a1) * b
-        top5 += float(a5) * b
+        correct1 += round(float(a1) * b / 100)  # counts, not percentages: sums that split over ranks exactly
+        correct5 += round(float(a5) * b / 100)
         loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         n += b
     model.train(was_training)
-    return {"top1": top1 / n, "top5": top5 / n, "loss": loss_sum / n}
+    total, c1, c5, loss_total = dist.sum_values([n, correct1, correct5, loss_sum])
+    return {"top1": 100.0 * c1 / total, "top5": 100.0 * c5 / total, "loss": loss_total / total}
 
 
 @torch.inference_mode()
