@@ -263,6 +263,19 @@ def test_submitit_local_executor_runs_a_one_run_suite(app, tmp_path):
     assert time.time() - t0 < 120
 
 
+def test_a_submitit_job_with_two_tasks_is_one_distributed_run(app, tmp_path, monkeypatch):
+    """--tasks-per-node 2: two processes of one job join one run (gloo here, NCCL on GPUs), as under torchrun."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path, out = tiny_suite(tmp_path, selectors=["activeft"], seeds=[0]), tmp_path / "out"
+    r = invoke(app, "suite", path, "--out", out, "--executor", "submitit", "--cluster", "local", "--tasks-per-node",
+               "2", "--timeout-min", "5")
+    assert r.exit_code == 0, r.output
+    runs = [d for d in (out / "tiny").iterdir() if d.name.startswith("tiny-")]
+    assert [d.name for d in runs] == ["tiny-digits-10-b4-activeft-s0"], "one run folder, written by rank 0"
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["world_size"] == 2 and summary["steps"] == 4
+
+
 def test_local_runs_are_spread_over_the_visible_gpus(monkeypatch):
     from vecaf_bench.suite_exec import GpuSlots
 

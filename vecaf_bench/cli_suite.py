@@ -34,6 +34,9 @@ def suite(
     gpus_per_node: int | None = typer.Option(
         None, help="GPUs per job (submitit; default: 1 on SLURM, locally 1 if there is a GPU)."
     ),
+    tasks_per_node: int | None = typer.Option(
+        None, help="Processes per job, joined into one run by torch.distributed (submitit; default: one per GPU)."
+    ),
     timeout_min: int = typer.Option(240, help="Time limit of each job in minutes (submitit)."),
 ) -> None:
     """Run a benchmark suite (selectors x datasets x budgets x seeds); a re-run skips finished runs."""
@@ -49,6 +52,7 @@ def suite(
                      "started)", soft_wrap=True)
         return
     options = dict(cluster=cluster, slurm_partition=slurm_partition, gpus_per_node=gpus_per_node,
+                   tasks_per_node=tasks_per_node,
                    timeout_min=timeout_min)
     try:
         report = run_suite(s, executor=executor, max_parallel=max_parallel, console=err, submitit_options=options)

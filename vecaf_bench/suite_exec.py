@@ -132,6 +132,7 @@ def run_job(config: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any
     """One run, in whatever process an executor gives it (a submitit job): fresh or resumed."""
     from .runner import Runner
 
+    _join_job_processes()
     console = Console(stderr=True, emoji=False)
     if resume:
         summary = Runner.resume(run_dir, console=console)
@@ -139,6 +140,17 @@ def run_job(config: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any
         cfg = config_from_dict(config, f"in the suite config of {run_dir}")
         summary = Runner(cfg, console=console).run()
     return {"run_id": summary.get("run_id"), "status": summary.get("status"), "test_top1": summary.get("test_top1")}
+
+
+def _join_job_processes() -> None:
+    """A submitit job with several tasks (one per GPU) is one run under torch.distributed: export
+    what torchrun would (MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK), as DINO and DeiT do on SLURM."""
+    if "SUBMITIT_EXECUTOR" not in os.environ or "WORLD_SIZE" in os.environ:
+        return
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def _counts_text(ledger: Ledger, fraction: bool = True) -> str:
@@ -363,6 +375,7 @@ class _Submitit(_Backend):
         cluster: str | None = None,
         slurm_partition: str | None = None,
         gpus_per_node: int | None = None,
+        tasks_per_node: int | None = None,
         timeout_min: int = 240,
         cpus_per_task: int | None = None,
         mem_gb: float | None = None,
@@ -379,11 +392,13 @@ class _Submitit(_Backend):
                             "Pass --cluster slurm|local, or use --executor local.") from None
         if gpus_per_node is None:
             gpus_per_node = 1 if self.executor.cluster == "slurm" else _local_gpus()
+        if tasks_per_node is None:  # one process per GPU, joined by torch.distributed in run_job
+            tasks_per_node = max(gpus_per_node, 1)
         params: dict[str, Any] = dict(
             name=f"vecaf-{suite.name}",
             timeout_min=timeout_min,
             nodes=1,
-            tasks_per_node=1,
+            tasks_per_node=tasks_per_node,
             gpus_per_node=gpus_per_node,
             cpus_per_task=cpus_per_task,
             mem_gb=mem_gb,
@@ -402,7 +417,7 @@ class _Submitit(_Backend):
             return None
         log = f"{job.paths.stdout} / {job.paths.stderr}"
         try:
-            result = job.result()
+            result = job.results()[0]  # one result per task (rank); rank 0's is the run's
         except Exception as e:
             text = str(e)
             status = "interrupted" if "RunInterrupted" in text else "failed"
