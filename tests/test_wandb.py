@@ -39,7 +39,7 @@ def test_offline_run_holds_config_curve_and_summary(cli, tmp_path):
 
 
 def test_wandb_ids_differ_between_results_folders_and_hold_on_resume(tmp_path):
-    from plugins.trackers.wandb_tracker import wandb_run_id
+    from vecaf_bench_plugins.trackers.wandb_tracker import wandb_run_id
 
     a = wandb_run_id("smoke-digits-30-s0", tmp_path / "a" / "smoke-digits-30-s0")
     b = wandb_run_id("smoke-digits-30-s0", tmp_path / "b" / "smoke-digits-30-s0")
