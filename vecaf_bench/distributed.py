@@ -2,11 +2,15 @@
 
 The rule that keeps a run on N processes the same run as on one: a step is one *global* batch
 of `batch_size` pool indices from the same batch plan, split into N equal slices, with gradients
-averaged by DistributedDataParallel (so the update is the one-process update up to float
-summation order); the selection is computed once, on rank 0, and broadcast, so every rank
-trains on the same indices; features and evaluation are split by strided shards (rank r takes
-samples r, r+N, r+2N, ...: DistributedSampler's assignment without its padding, which would count
-a sample twice) and put back together or summed. Rank 0 alone writes files, prints and logs.
+averaged by DistributedDataParallel and BatchNorm statistics taken over the global batch
+(`sync_batchnorm`), so the update is the one-process update up to float summation order; each
+sample's augmentation is drawn from a seed of (run seed, step, slot in the global batch), not
+from a per-process stream. The selection is computed once, on rank 0, and broadcast, so every
+rank trains on the same indices. Features and evaluation are split by strided shards (rank r
+takes samples r, r+N, r+2N, ...: DistributedSampler's assignment without its padding, which
+would count a sample twice): features are gathered on rank 0, which writes the cache and alone
+holds them (the selection is its job); evaluation counts are summed. Rank 0 alone writes files,
+prints and logs.
 
 Without torchrun (no WORLD_SIZE > 1 in the environment) every helper here is a no-op and costs
 nothing.
@@ -25,6 +29,27 @@ import torch
 import torch.distributed as dist
 
 from .errors import UserError
+
+
+class PeerStopped(UserError):
+    """A collective failed on this rank because another process of the run stopped: that one
+    printed the reason; this one says so in a line (not a gloo/NCCL traceback) and exits 1, and
+    torchrun ends the rest."""
+
+    exit_code = 1
+
+
+@contextmanager
+def _collective() -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as e:  # gloo: "Connection closed by peer"; NCCL: DistBackendError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:300]
+        first = first.replace("[", "(").replace("]", ")")  # the message is printed as rich markup
+        raise PeerStopped(
+            f"process {rank()} of {world()}: a collective with the other processes failed ({first}); "
+            "another process of this torchrun run has probably stopped, and its error is printed above."
+        ) from e
 
 
 def requested() -> bool:
@@ -111,23 +136,36 @@ def shard(n: int) -> np.ndarray | None:
     return np.arange(rank(), n, world(), dtype=np.int64)
 
 
-def gather_rows(local: np.ndarray, n: int) -> np.ndarray:
-    """The (n, d) array whose rows r, r+N, ... came from rank r's `local` (see `shard`), on every rank."""
+def gather_rows(local: np.ndarray, n: int, out: np.ndarray | None, chunk_rows: int = 1 << 16) -> None:
+    """Writes the (n, d) rows that the ranks hold in strided shards (rank r: rows r, r+N, ...; see
+    `shard`) into `out` on rank 0, in pool order; the other ranks pass None and only send.
+
+    To rank 0 alone, which writes the feature cache and selects; the others need no features, and
+    ImageNet's are 3.9 GB, which every rank holding a copy would multiply by N. In chunks of about
+    `chunk_rows` rows, so the buffers on the device stay small: local rows [j0, j1) of all ranks
+    are the contiguous global rows [j0*N, j1*N)."""
     size = world()
     if size == 1:
-        return local
+        assert out is not None
+        out[:] = local
+        return
     per = -(-n // size)
     dim = local.shape[1]
-    padded = torch.zeros(per, dim, dtype=torch.float32)
-    padded[: len(local)] = torch.from_numpy(np.asarray(local, dtype=np.float32))
-    padded = padded.to(_collective_device())
-    parts = [torch.empty_like(padded) for _ in range(size)]
-    dist.all_gather(parts, padded)
-    out = np.empty((n, dim), dtype=np.float32)
-    for r, part in enumerate(parts):
-        rows = len(range(r, n, size))
-        out[r::size] = part[:rows].cpu().numpy()
-    return out
+    device = _collective_device()
+    step = max(1, chunk_rows // size)
+    for j0 in range(0, per, step):
+        j1 = min(per, j0 + step)
+        block = torch.zeros(j1 - j0, dim, dtype=torch.float32)
+        have = np.asarray(local[j0:j1], dtype=np.float32)
+        block[: len(have)] = torch.from_numpy(have)  # rows past the shard's end: padding, beyond row n
+        block = block.to(device)
+        parts = [torch.empty_like(block) for _ in range(size)] if is_main() else None
+        with _collective():
+            dist.gather(block, parts, dst=0)
+        if parts is not None:
+            assert out is not None
+            lo, hi = j0 * size, min(n, j1 * size)
+            out[lo:hi] = torch.stack(parts, dim=1).reshape(-1, dim)[: hi - lo].cpu().numpy()
 
 
 def sum_values(values: list[float]) -> list[float]:
@@ -135,7 +173,8 @@ def sum_values(values: list[float]) -> list[float]:
     if world() == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
-    dist.all_reduce(t)
+    with _collective():
+        dist.all_reduce(t)
     return t.cpu().tolist()
 
 
@@ -151,16 +190,18 @@ def broadcast(obj: Any) -> Any:
     if world() == 1:
         return obj
     box = [obj if is_main() else None]
-    dist.broadcast_object_list(box, src=0, device=_collective_device())
+    with _collective():
+        dist.broadcast_object_list(box, src=0, device=_collective_device())
     return box[0]
 
 
 def barrier() -> None:
     if world() > 1:
-        if dist.get_backend() == "nccl":
-            dist.barrier(device_ids=[torch.cuda.current_device()])
-        else:
-            dist.barrier()
+        with _collective():
+            if dist.get_backend() == "nccl":
+                dist.barrier(device_ids=[torch.cuda.current_device()])
+            else:
+                dist.barrier()
 
 
 @contextmanager

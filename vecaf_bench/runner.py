@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from . import __version__, sync_batchnorm
 from . import distributed as dist
 from .budget import resolve_label_budget, split_evenly
 from .config import RunConfig, config_from_dict, default_cache_dir, dump_yaml
@@ -241,6 +241,8 @@ class Runner:
             input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)
             ood = self._ood_splits(splits, shift_factories, int(input_size["input_size"][-1]))
         pool_size = len(splits.pool)
+        if dist.world() > pool_size:
+            raise UserError(f"torchrun started {dist.world()} processes for a pool of {pool_size} images; use fewer.")
         if getattr(selector, "takes_whole_pool", False):
             label_budget = pool_size
         else:
@@ -290,7 +292,9 @@ class Runner:
         ckpt: dict[str, Any] | None,
         wall_start: float,
     ) -> dict[str, Any]:
-        cfg, console, hook = self.cfg, self.console, self.host.hook
+        cfg, console = self.cfg, self.console
+        # life-cycle observers (trackers, third-party plugins) see one run: rank 0's
+        hook: Any = self.host.hook if dist.is_main() else _NoHooks()
         run_dir = info.run_dir
         image_size = cfg.image_size or splits.default_image_size
         dcfg = data_config_for(backbone.data_config, image_size)
@@ -307,8 +311,13 @@ class Runner:
 
         seed_everything(cfg.seed)
         model = backbone.create_model(splits.num_classes, drop_path=cfg.train.drop_path)
-        if dist.active() and device.type == "cuda":
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
+        if dist.active():  # batch statistics of the global batch, on GPUs and on the CPU
+            model, per_rank_bn = sync_batchnorm.convert(model, device.type)
+            if per_rank_bn:
+                console.print(
+                    f"[yellow]torchrun: {len(per_rank_bn)} BatchNorm layer(s) of a kind that cannot be synchronised "
+                    f"({per_rank_bn[0]}, …) normalise each process's slice of the batch."
+                )
         model = model.to(device)
         hook.vecaf_bench_run_start(run=info)
 
@@ -322,52 +331,53 @@ class Runner:
             input_size=dcfg["input_size"],
         )
         t0 = time.perf_counter()
+        # rank 0 alone holds the features (the selection is its job); the others help extract them
         feats = cache.load(key) if dist.is_main() else None
-        if dist.broadcast(feats is not None) and feats is None:
-            feats = cache.load(key)  # the other ranks read what rank 0 found
         feature_info: dict[str, Any] = {"cache": str(cache.path(key))}
-        if feats is not None:
+        if dist.broadcast(feats is not None):
             feature_info.update(cached=True, seconds=time.perf_counter() - t0)
-            console.print(f"features: reused cache {cache.path(key)} ({feats.shape[0]} x {feats.shape[1]})")
+            if feats is not None:
+                console.print(f"features: reused cache {cache.path(key)} ({feats.shape[0]} x {feats.shape[1]})")
         else:
-            shard = dist.shard(len(splits.pool))
+            n_pool = len(splits.pool)
+            shard = dist.shard(n_pool)
             with make_progress(console) as progress:
-                task = progress.add_task(
-                    "features", total=len(splits.pool) if shard is None else len(shard), info=str(device)
-                )
+                task = progress.add_task("features", total=n_pool if shard is None else len(shard), info=str(device))
 
-                def fill(open_out: Any) -> None:
+                def embed(out_factory: Any) -> None:
                     timing = extract(
                         backbone.embed,
                         model,
                         splits.pool,
                         t_eval,
                         normalize,
-                        open_out,
+                        out_factory,
                         batch_size=eval_bs,
                         num_workers=cfg.train.num_workers,
                         on_batch=lambda n: progress.advance(task, n),
                         indices=shard,
                     )
-                    feature_info.update(timing)
+                    feature_info.update(timing, images=n_pool)
 
-                meta = {"backbone": backbone.fingerprint, "dataset": splits.pool.fingerprint, "n": len(splits.pool)}
+                meta = {"backbone": backbone.fingerprint, "dataset": splits.pool.fingerprint, "n": n_pool}
                 if shard is None:
-                    feats = cache.store(key, meta, fill)
-                else:  # each rank embeds its shard; the rows are put back in pool order on every rank
+                    feats = cache.store(key, meta, embed)
+                else:  # each rank embeds its shard; rank 0 puts the rows in pool order into the cache
                     local: dict[str, np.ndarray] = {}
-                    fill(lambda dim: local.setdefault("rows", np.empty((len(shard), dim), dtype=np.float32)))
-                    feats = dist.gather_rows(local["rows"], len(splits.pool))
+                    embed(lambda dim: local.setdefault("rows", np.empty((len(shard), dim), dtype=np.float32)))
+                    rows = local["rows"]
                     if dist.is_main():
 
-                        def copy_in(open_out: Any, whole: np.ndarray = feats) -> None:
-                            open_out(whole.shape[1])[:] = whole
+                        def gather(open_out: Any) -> None:
+                            dist.gather_rows(rows, n_pool, open_out(rows.shape[1]))
 
-                        feats = cache.store(key, meta, copy_in)
+                        feats = cache.store(key, meta, gather)
+                    else:
+                        dist.gather_rows(rows, n_pool, None)
             feature_info.update(cached=False, seconds=time.perf_counter() - t0)
-            console.print(
-                f"features: extracted {feats.shape[0]} x {feats.shape[1]} in {feature_info['seconds']:.1f} s, cached"
-            )
+            if feats is not None:
+                shape, secs = f"{feats.shape[0]} x {feats.shape[1]}", feature_info["seconds"]
+                console.print(f"features: extracted {shape} in {secs:.1f} s, cached")
 
         # -- state (fresh or from the checkpoint) ---------------------------------------------
         R = cfg.rounds
@@ -500,6 +510,7 @@ class Runner:
                             earlier, count = np.zeros(0, dtype=np.int64), int(sum(b_split[: r + 1]))
                         picked = None
                         if dist.is_main():  # selection once, on rank 0; every rank gets its picks
+                            assert feats is not None
                             ctx = SelectionContext(
                                 features=feats,
                                 selected=earlier,
@@ -558,7 +569,7 @@ class Runner:
                     train_steps(
                         trainee,
                         splits.pool,
-                        dist.batch_slice(plan[done_in_round:]),
+                        plan[done_in_round:],
                         t_train,
                         normalize,
                         opt,
@@ -568,6 +579,7 @@ class Runner:
                         cfg.train.amp,
                         cfg.train.num_workers,
                         after_step,
+                        augment_seed=cfg.seed if cfg.train.augment else None,
                     )
             except (_Stop, KeyboardInterrupt):
                 interrupted = True
@@ -760,6 +772,13 @@ class Runner:
         for k, v in rows:
             table.add_row(k, v)
         out.print(table)
+
+
+class _NoHooks:
+    """What the life-cycle hooks are on ranks other than 0: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda **kwargs: None
 
 
 def _ood_groups(ood: list[OODSplit]) -> dict[str, list[str]]:

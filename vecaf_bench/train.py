@@ -17,12 +17,12 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import accuracy
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from . import distributed as dist
 from .config import TrainConfig
 from .data import ImageSource
-from .seeding import loader_generator
+from .seeding import loader_generator, sample_seeds, seeded
 from .transforms import Normalize, TransformedImages
 
 
@@ -67,6 +67,21 @@ class StepState:
     global_step: int
 
 
+class _SeededImages(Dataset):
+    """Items are (pool index, seed): each image is augmented from its own seed (`seeded`)."""
+
+    def __init__(self, images: TransformedImages) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key
+        with seeded(seed):
+            return self.images[index]
+
+
 def train_steps(
     model: nn.Module,
     source: ImageSource,
@@ -80,24 +95,38 @@ def train_steps(
     amp: bool,
     num_workers: int,
     after_step: Callable[[int, float], None],
+    augment_seed: int | None = None,
 ) -> None:
-    """Runs one optimizer step per row of `plan`; `after_step(global_step, loss)` may evaluate.
+    """Runs one optimizer step per row of `plan`, the global batches still to train in this round;
+    `after_step(global_step, loss)` may evaluate.
 
-    Under torchrun `model` is the DistributedDataParallel wrapper and `plan` this rank's slice of
-    each global batch; the loss passed on is the mean over the ranks, the global batch's loss."""
+    Under torchrun `model` is the DistributedDataParallel wrapper and each rank loads its slice of
+    every global batch (`distributed.batch_slice`); the loss passed on is the mean over the ranks,
+    the global batch's loss. With `augment_seed`, the image in slot k of global step s is augmented
+    from `sample_seeds(augment_seed, s, batch_size)[k]`, so the same images are seen on 1 or N
+    processes; None (no random augmentation) loads them as they are."""
     device = normalize.device
     use_amp = amp and device.type == "cuda"
+    plain = TransformedImages(source, transform)
+    images: Dataset = plain
+    rows: list[list[Any]] = [row.tolist() for row in dist.batch_slice(plan)]
+    if augment_seed is not None:
+        images = _SeededImages(plain)
+        first = state.global_step + 1
+        seeds = np.array([sample_seeds(augment_seed, first + i, plan.shape[1]) for i in range(len(plan))], np.int64)
+        seeds = seeds.reshape(plan.shape)
+        rows = [list(zip(row, s, strict=True)) for row, s in zip(rows, dist.batch_slice(seeds).tolist(), strict=True)]
     loader = DataLoader(
-        TransformedImages(source, transform),
-        batch_sampler=[row.tolist() for row in plan],
+        images,
+        batch_sampler=rows,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         generator=loader_generator(),
     )
     model.train()
-    batches: Iterator = iter(loader)
-    for images, labels in batches:
-        x = normalize(images)
+    it: Iterator = iter(loader)
+    for x_u8, labels in it:
+        x = normalize(x_u8)
         y = labels.to(device, non_blocking=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = criterion(model(x), y)
