@@ -113,7 +113,7 @@ def test_selector_option_unknown(cli, tmp_path):
 
 BROKEN = '''
 import numpy as np
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 
 class Dupes:

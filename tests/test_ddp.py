@@ -84,7 +84,7 @@ def test_two_processes_make_the_same_run_as_one(tmp_path):
 
 
 BROKEN = '''
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 
 class Dupes:

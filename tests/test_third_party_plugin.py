@@ -95,7 +95,7 @@ def test_installed_plugin_runs_end_to_end(installed, cache_dir, tmp_path):
 
 BROKEN = '''
     """A selector that returns duplicates: the runner must stop it with a clear message."""
-    from vecaf_bench.hookspecs import hookimpl
+    from vecaf_bench.api import hookimpl
 
 
     class Broken:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecaf_bench.data import ArrayImages
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 from vecaf_bench.shifts import OODSplit, ShiftRequest, align_classes
 
 

@@ -64,6 +64,9 @@ class RunConfig:
     batch_budget: int = 150
     batch_size: int = 32
     rounds: int = 1
+    # the selector that picks round 0 (the head is untrained then): None takes the selector's own
+    # Capabilities.cold_start (itself when it names none); "self" forces the selector itself
+    cold_start: str | None = None
     eval_every: int = 50
     seed: int = 0
     device: str = "auto"

@@ -1,8 +1,9 @@
-"""The hooks every plugin (built-in or third-party) implements.
+"""The hooks every plugin (built-in or third-party) implements, parameter by parameter.
 
-Two families, as in pytest: *registration* hooks return factories by name, and *life-cycle*
-hooks observe a run. Trackers (local results, W&B) are life-cycle listeners; the runner
-registers one instance per run and unregisters it at the end.
+Two families, as in pytest: *registration* hooks return ``{name: factory}`` (the factory types
+are in `vecaf_bench.api`), and *life-cycle* hooks observe a run. Implement them with
+`vecaf_bench.api.hookimpl`; a misspelled hook name is an error at load time (pluggy's
+`check_pending`), never a plugin that silently does nothing.
 """
 
 from __future__ import annotations
@@ -12,68 +13,135 @@ from typing import Any
 
 import pluggy
 
-PROJECT = "vecaf_bench"
+from .api import (
+    PROJECT,
+    BackboneFactory,
+    DatasetFactory,
+    RoundRecord,
+    RunInfo,
+    SelectorFactory,
+    ShiftFactory,
+    TextEncoderFactory,
+    TrackerFactory,
+)
+from .api.deprecations import warn_once
+
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-# -- registration: each returns {name: factory}; the factory builds the object from options --
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":  # API < 1.0: `from vecaf_bench.hookspecs import hookimpl`
+        from .api import hookimpl
+
+        warn_once(
+            "hookspecs.hookimpl",
+            "`from vecaf_bench.hookspecs import hookimpl` is deprecated since vecaf-bench API 1.0; "
+            "write `from vecaf_bench.api import hookimpl`.",
+        )
+        return hookimpl
+    raise AttributeError(f"module 'vecaf_bench.hookspecs' has no attribute '{name}'")
+
+
+# -- registration: each returns {name: factory} -------------------------------------------------
 @hookspec
-def vecaf_bench_add_selectors() -> Mapping[str, Any]:
-    """Selectors by name. A factory takes keyword options and returns a `Selector`."""
+def vecaf_bench_add_selectors() -> Mapping[str, SelectorFactory]:
+    """Selectors by name.
+
+    :return: ``{name: factory}``; ``factory(**options)`` returns a `vecaf_bench.api.Selector`
+        (its options are the run config's ``selector_options``). The factory's class, or the
+        object it returns, declares ``capabilities: vecaf_bench.api.Capabilities``.
+    """
 
 
 @hookspec
-def vecaf_bench_add_backbones() -> Mapping[str, Any]:
-    """Backbone families by prefix (`timm` in `timm:resnet50`). A factory returns a `Backbone`."""
+def vecaf_bench_add_backbones() -> Mapping[str, BackboneFactory]:
+    """Backbone families by prefix (``timm`` in ``timm:resnet50``).
+
+    :return: ``{prefix: factory}``; ``factory(model_name, weights=...)`` returns a
+        `vecaf_bench.api.Backbone`.
+    """
 
 
 @hookspec
-def vecaf_bench_add_datasets() -> Mapping[str, Any]:
-    """Datasets by name. A factory takes a `DatasetRequest` and returns `DatasetSplits`."""
+def vecaf_bench_add_datasets() -> Mapping[str, DatasetFactory]:
+    """Datasets by name.
+
+    :return: ``{name: factory}``; ``factory(request: DatasetRequest)`` returns `DatasetSplits`
+        (pool and test split, class keys). A factory may carry a ``source`` attribute (a
+        `vecaf_bench.datastore.DataSource`) that tells `vecaf-bench data` where its files live.
+    """
 
 
 @hookspec(firstresult=True)
-def vecaf_bench_resolve_dataset(name: str) -> Any:
-    """A factory for a dataset name no plugin registered (e.g. a folder path), or None."""
+def vecaf_bench_resolve_dataset(name: str) -> DatasetFactory | None:
+    """A factory for a dataset name that no plugin registered (a folder path, say).
+
+    :param name: the run's ``dataset`` value.
+    :return: a `DatasetFactory`, or None to let the next plugin try.
+    """
 
 
 @hookspec
-def vecaf_bench_add_text_encoders() -> Mapping[str, Any]:
-    """Text encoders by name (`minilm`, `open_clip` in `open_clip:ViT-B-32@openai`). A factory
-    takes its options (model, weights) and returns a `vecaf_bench.text.TextEncoder`."""
+def vecaf_bench_add_text_encoders() -> Mapping[str, TextEncoderFactory]:
+    """Text encoders by name (``minilm``; ``open_clip`` in ``open_clip:ViT-B-32@openai``).
+
+    :return: ``{name: factory}``; ``factory()`` or ``factory(model[, pretrained])`` returns a
+        `vecaf_bench.api.TextEncoder`.
+    """
 
 
 @hookspec
-def vecaf_bench_add_shifts() -> Mapping[str, Any]:
-    """OOD shift generators by name (`corruption` in `--shift corruption:gaussian_noise:3`). A
-    factory takes a `vecaf_bench.shifts.ShiftRequest` and returns a list of `OODSplit`s: the
-    images, their labels in the run's label space, the logit mask, and the target domain's
-    names and prompt templates (which text-using selectors read)."""
+def vecaf_bench_add_shifts() -> Mapping[str, ShiftFactory]:
+    """OOD shift generators by name (``corruption`` in ``--shift corruption:gaussian_noise:3``).
+
+    :return: ``{name: factory}``; ``factory(request: ShiftRequest)`` returns a list of
+        `OODSplit` (images with labels in the run's label space, a logit mask, the target
+        domain's names and prompt templates).
+    """
 
 
 @hookspec
-def vecaf_bench_add_trackers() -> Mapping[str, Any]:
-    """Trackers by name. A factory takes (config, run_dir) and returns an object that
-    implements the life-cycle hooks below."""
+def vecaf_bench_add_trackers() -> Mapping[str, TrackerFactory]:
+    """Trackers by name (``wandb``).
+
+    :return: ``{name: factory}``; ``factory(config, run_dir)`` returns an object with
+        life-cycle hook implementations. Trackers observe; the engine writes the results.
+    """
 
 
-# -- life cycle ------------------------------------------------------------------------------
+# -- life cycle: called on rank 0 only ------------------------------------------------------------
 @hookspec
-def vecaf_bench_run_start(run: Any) -> None:
-    """A run begins; `run` is the `RunInfo` (config, run_dir, run_id, pool/test sizes)."""
+def vecaf_bench_run_start(run: RunInfo) -> None:
+    """A run begins (or resumes: ``run.resumed``).
 
-
-@hookspec
-def vecaf_bench_round_end(run: Any, record: Mapping[str, Any]) -> None:
-    """A selection round ended: `record` holds its picks, seconds and forward batches."""
-
-
-@hookspec
-def vecaf_bench_evaluate(run: Any, step: int, metrics: Mapping[str, float]) -> None:
-    """An evaluation at optimizer step `step` (metrics: top1, top5 on the test split)."""
+    :param run: the run's `RunInfo` (config, run_dir, run_id, split sizes, label budget, uses).
+    """
 
 
 @hookspec
-def vecaf_bench_run_end(run: Any, summary: Mapping[str, Any]) -> None:
-    """The run ended (status 'finished' or 'interrupted'); `summary` is what summary.json holds."""
+def vecaf_bench_round_end(run: RunInfo, record: RoundRecord) -> None:
+    """A selection round ended, before its training.
+
+    :param run: the run's `RunInfo`.
+    :param record: the round's `RoundRecord` (picks, seconds, forward batches, selector stats).
+    """
+
+
+@hookspec
+def vecaf_bench_evaluate(run: RunInfo, step: int, metrics: Mapping[str, float]) -> None:
+    """An evaluation after optimizer step `step`.
+
+    :param run: the run's `RunInfo`.
+    :param step: the global optimizer step (1-based).
+    :param metrics: ``top1``, ``top5`` and ``loss`` on the test split, ``train_loss`` (the mean
+        since the last evaluation), and ``ood/<split>/top1`` etc. for the run's OOD splits.
+    """
+
+
+@hookspec
+def vecaf_bench_run_end(run: RunInfo, summary: Mapping[str, Any]) -> None:
+    """The run ended; summary.json is already written.
+
+    :param run: the run's `RunInfo`.
+    :param summary: what summary.json holds; ``summary["status"]`` is "finished" or "interrupted".
+    """

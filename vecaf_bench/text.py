@@ -23,13 +23,14 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
+from .api.plugins import TextEncoder
+from .api.records import TextFeatures
 from .errors import PluginError, UserError, unknown
 from .features import FeatureCache, cache_key
 
@@ -82,29 +83,6 @@ DOMAIN_FALLBACK: tuple[str, ...] = ("a {domain} of a {{}}.", "a {domain} of the 
 NAMED_TEMPLATES = ("default", "openai", "simple")
 
 _WNID = re.compile(r"^n\d{8}$")
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    name: str
-    fingerprint: str  # changes whenever the weights do: part of the text-cache key
-    dim: int
-
-    def encode(self, texts: list[str], batch_size: int, device: torch.device | str) -> np.ndarray:
-        """(len(texts), dim) float32, every row L2-normalised."""
-        ...
-
-
-@dataclass
-class TextFeatures:
-    per_sample: np.ndarray  # (N, dim) float32: each pool sample's annotation embedding
-    per_class: np.ndarray  # (C, dim) float32: each class's prompt embedding (VeCAF's attentive alpha)
-    cached: bool = False  # True when nothing had to be encoded (every part came from the cache)
-    shared_space: bool = False  # True when the image features live in the encoder's (CLIP) space
-    encoder: str = ""  # the encoder's fingerprint
-    source: str = "class prompts"  # or "captions"
-    encoded: int = 0  # texts run through the encoder by this call (0 on a cache hit)
-    seconds: float = 0.0
 
 
 # -- templates and class names ---------------------------------------------------------------

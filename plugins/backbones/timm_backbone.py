@@ -18,7 +18,7 @@ from timm.data import resolve_data_config
 from torch import nn
 
 from vecaf_bench.errors import UserError, unknown
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 SHIPPED_MODEL = "tf_efficientnet_lite0"
 

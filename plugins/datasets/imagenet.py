@@ -34,7 +34,7 @@ from vecaf_bench.datastore import (
     subfolders,
 )
 from vecaf_bench.errors import UserError
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 IMAGENET_R_DOMAINS = [
     "art", "cartoons", "deviantart", "embroidery", "graffiti", "graphics", "origami", "paintings", "patterns",

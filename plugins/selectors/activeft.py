@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from vecaf_bench.errors import UserError
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
 
 
 def _pad_rows(n: int, multiple: int = 128) -> int:
@@ -208,7 +207,7 @@ def map_centres_naive(feats: torch.Tensor, centres: torch.Tensor, exclude: np.nd
 class ActiveFT:
     """Options are config keys (`--set selector_options.<name>=…`); defaults from the released code."""
 
-    uses: frozenset[str] = frozenset()
+    capabilities = Capabilities()
 
     def __init__(
         self,

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from vecaf_bench.errors import UserError
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
 
 
 def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -39,7 +38,7 @@ def _argmax_lowest(x: torch.Tensor) -> int:
 
 
 class KCenterGreedy:
-    uses: frozenset[str] = frozenset()
+    capabilities = Capabilities()  # randomized: the first centre is drawn from the seed
 
     def __init__(self, chunk: int = 1024, precision: str = "fp32") -> None:
         if precision not in ("fp32", "bf16"):

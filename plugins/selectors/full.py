@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
 
 
 class FullPool:
-    uses: frozenset[str] = frozenset()
-    takes_whole_pool = True  # the runner sets the label budget to the pool size
+    # the label budget becomes the pool size; the order does not matter (batches are shuffled)
+    capabilities = Capabilities(whole_pool=True, randomized=False)
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
         remaining = np.setdiff1d(np.arange(ctx.pool_size), ctx.selected)

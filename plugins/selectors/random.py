@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
 
 
 class RandomSelector:
-    uses: frozenset[str] = frozenset()
+    capabilities = Capabilities()
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
         remaining = np.setdiff1d(np.arange(ctx.pool_size), ctx.selected)

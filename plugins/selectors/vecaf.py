@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from vecaf_bench.errors import UserError
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, Selection, SelectionContext, hookimpl
 from vecaf_bench_plugins.selectors.activeft import ActiveFT, map_centres_to_samples
 
 ALPHA_MODES = ("attentive", "one")
@@ -82,7 +81,7 @@ def loss_weights(losses: np.ndarray, transform: str, clip: float) -> np.ndarray:
 
 
 class VeCAF(ActiveFT):
-    uses: frozenset[str] = frozenset({"labels", "model", "text"})
+    capabilities = Capabilities(uses={"labels", "model", "text"})
 
     def __init__(
         self,
@@ -103,7 +102,7 @@ class VeCAF(ActiveFT):
             raise UserError(f"vecaf ensemble must be >= 1, got {ensemble}.")
         self.ensemble = int(ensemble)
         # rounds: grow the selected set (default) or reselect the whole cumulative budget each round
-        self.reselects = bool(reselect)
+        self.capabilities = Capabilities(uses={"labels", "model", "text"}, reselects=bool(reselect))
         self._member = 0
         if alpha not in ALPHA_MODES:
             raise UserError(f"vecaf alpha must be one of {', '.join(ALPHA_MODES)}, got '{alpha}'.")
@@ -118,7 +117,7 @@ class VeCAF(ActiveFT):
         self.eta, self.sigma, self.alpha_mode = float(eta), float(sigma), alpha
         self.alpha_temperature, self.weight_mode = float(alpha_temperature), weight_mode
         self.weight_transform, self.weight_clip, self.ridge = weight_transform, float(weight_clip), float(ridge)
-        self.round_stats: dict[str, Any] = {}
+        self._stats: dict[str, Any] = {}
 
     def features(self, ctx: SelectionContext) -> torch.Tensor:
         feats = ctx.features_tensor()
@@ -138,24 +137,24 @@ class VeCAF(ActiveFT):
         aug, alpha = cea_features(
             feats, text, class_text, labels, self.eta, self.sigma, self.alpha_mode, self.alpha_temperature, gen
         )
-        self.round_stats.update(alpha_mean=float(alpha.mean()), alpha_min=float(alpha.min()))
+        self._stats.update(alpha_mean=float(alpha.mean()), alpha_min=float(alpha.min()))
         return aug
 
     def weights(self, ctx: SelectionContext) -> tuple[torch.Tensor | None, str]:
-        if ctx.per_sample_loss is None or ctx.trained_steps == 0:
-            self.round_stats.update(weights="uniform (untrained head)")
+        if ctx.trained_steps == 0:
+            self._stats.update(weights="uniform (untrained head)")
             return None, self.weight_mode
         w = loss_weights(ctx.per_sample_loss(None), self.weight_transform, self.weight_clip)
-        self.round_stats.update(
+        self._stats.update(
             weight_min=float(w.min()), weight_max=float(w.max()), weight_std=float(w.std()), weights="loss"
         )
         return torch.as_tensor(w, device=ctx.device), self.weight_mode
 
-    def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
-        self.round_stats = {}
+    def select(self, ctx: SelectionContext, count: int) -> Selection:
+        self._stats = {}
         self._member = 0
         if self.ensemble == 1 or count == 0:
-            return super().select(ctx, count)
+            return Selection(super().select(ctx, count), stats=dict(self._stats))
         # an ensemble averages centres only when they are aligned: every member starts from the
         # same initial samples (fit_centres draws them from the same per-round generator)
         thetas, first = [], None
@@ -167,7 +166,7 @@ class VeCAF(ActiveFT):
         self._member = 0
         theta = torch.stack(thetas).mean(0)
         picks, self.fallbacks = map_centres_to_samples(first, theta, ctx.selected, self.topk, self.chunk)
-        return picks
+        return Selection(picks, stats=dict(self._stats))
 
 
 @hookimpl

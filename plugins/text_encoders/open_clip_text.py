@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vecaf_bench.errors import UserError, unknown
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 RANDOM = ("", "none", "random")
 RANDOM_SEED = 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vecaf_bench.config import RunConfig
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 from vecaf_bench.results import append_jsonl, write_json_atomic
 
 

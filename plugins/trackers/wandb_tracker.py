@@ -15,7 +15,7 @@ from typing import Any
 
 from vecaf_bench.config import RunConfig
 from vecaf_bench.errors import UserError
-from vecaf_bench.hookspecs import hookimpl
+from vecaf_bench.api import hookimpl
 
 
 def wandb_mode(config: RunConfig) -> str:

@@ -1,5 +1,5 @@
 import numpy as np
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import SelectionContext
 from vecaf_bench.testing import check_selector
 
 from vecaf_bench_example.class_balanced import ClassBalanced

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from vecaf_bench.hookspecs import hookimpl
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import hookimpl
+from vecaf_bench.api import SelectionContext
 
 
 class ClassBalanced:

@@ -1,0 +1,114 @@
+"""vecaf-bench's public plugin API (version `API_VERSION`): everything a plugin imports.
+
+    from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
+
+    class Entropy:
+        capabilities = Capabilities(uses={"model"}, cold_start="random")
+
+        def select(self, ctx: SelectionContext, count: int):
+            p = ctx.pool_outputs(what=("probs",)).probs
+            ...
+
+    @hookimpl
+    def vecaf_bench_add_selectors():
+        return {"entropy": Entropy}
+
+The hooks a plugin implements are specified, parameter by parameter, in `vecaf_bench.hookspecs`;
+the conformance kits for every plugin kind are in `vecaf_bench.testing`. Nothing else of
+vecaf-bench is public: the engine (`vecaf_bench.run`, the suite, the leaderboard) may change
+between releases, this module changes only with `API_VERSION` and the README's changelog.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from ..data import (
+    ArrayImages,
+    ConcatImages,
+    DatasetRequest,
+    DatasetSplits,
+    FileImages,
+    ImageSource,
+    RelabeledImages,
+    array_fingerprint,
+    stratified_split,
+)
+from ..errors import PluginError, UserError
+from ..shifts import OODSplit, ShiftRequest, align_classes
+from .deprecations import VecafBenchDeprecationWarning
+from .plugins import (
+    Backbone,
+    BackboneFactory,
+    DatasetFactory,
+    ShiftFactory,
+    TextEncoder,
+    TextEncoderFactory,
+    Tracker,
+    TrackerFactory,
+)
+from .records import EvalPoint, RoundRecord, RunInfo, TextFeatures
+from .selector import (
+    OUTPUTS,
+    USES,
+    Capabilities,
+    Picks,
+    PoolOutputs,
+    Selection,
+    SelectionContext,
+    Selector,
+    SelectorFactory,
+    UndeclaredUse,
+    capabilities_of,
+)
+
+#: The plugin API's version: the major part changes when a plugin written for it would break.
+API_VERSION = "1.0"
+#: The pluggy project name: the entry-point group and the hook prefix.
+PROJECT = "vecaf_bench"
+#: Marks a plugin's hook implementations (`@hookimpl def vecaf_bench_add_selectors(): ...`).
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = [
+    "API_VERSION",
+    "OUTPUTS",
+    "PROJECT",
+    "USES",
+    "ArrayImages",
+    "Backbone",
+    "BackboneFactory",
+    "Capabilities",
+    "ConcatImages",
+    "DatasetFactory",
+    "DatasetRequest",
+    "DatasetSplits",
+    "EvalPoint",
+    "FileImages",
+    "ImageSource",
+    "OODSplit",
+    "Picks",
+    "PluginError",
+    "PoolOutputs",
+    "RelabeledImages",
+    "RoundRecord",
+    "RunInfo",
+    "Selection",
+    "SelectionContext",
+    "Selector",
+    "SelectorFactory",
+    "ShiftFactory",
+    "ShiftRequest",
+    "TextEncoder",
+    "TextEncoderFactory",
+    "TextFeatures",
+    "Tracker",
+    "TrackerFactory",
+    "UndeclaredUse",
+    "UserError",
+    "VecafBenchDeprecationWarning",
+    "align_classes",
+    "array_fingerprint",
+    "capabilities_of",
+    "hookimpl",
+    "stratified_split",
+]
