@@ -7,20 +7,20 @@ fast.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.2.0"
 
 
 def __getattr__(name: str) -> Any:
-    from . import api
-
+    if name.startswith("_"):
+        raise AttributeError(name)
+    api = importlib.import_module("vecaf_bench.api")  # not `from . import`: that calls this again
     if name in api.__all__:
         return getattr(api, name)
     raise AttributeError(f"module 'vecaf_bench' has no attribute '{name}'")
 
 
 def __dir__() -> list[str]:
-    from . import api
-
-    return sorted([*globals(), *api.__all__])
+    return sorted([*globals(), *importlib.import_module("vecaf_bench.api").__all__])

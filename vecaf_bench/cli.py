@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .config import description as config_description
 from .errors import UserError
 
 app = typer.Typer(
@@ -49,42 +51,48 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _config_option(key: str, default: Any = None, *names: str) -> Any:
+    """A `run` flag that sets config key KEY; its help is the key's description in the schema."""
+    return typer.Option(default, *names, help=config_description(key))
+
+
 @app.command()
 @friendly
 def run(
-    selector: str | None = typer.Option(None, help="Selector plugin name (see `vecaf-bench list selectors`)."),
-    dataset: str | None = typer.Option(None, help="Dataset name, or a folder in the ImageNet layout."),
-    backbone: str | None = typer.Option(None, help="Backbone, e.g. timm:tf_efficientnet_lite0 or resnet50."),
-    weights: str | None = typer.Option(None, help="default | hub | shipped | none | PATH to a state dict."),
-    label_budget: str | None = typer.Option(None, help="Images to select: a count (100) or a fraction (0.05, 5%)."),
-    batch_budget: int | None = typer.Option(None, help="Optimizer steps, the same for every selector."),
-    batch_size: int | None = typer.Option(None, help="Images per optimizer step."),
-    rounds: int | None = typer.Option(None, help="Selection rounds; budgets are split evenly over them."),
-    eval_every: int | None = typer.Option(None, help="Evaluate every k steps (0: only at the end)."),
-    seed: int | None = typer.Option(None, help="Seed for selection, head init and training."),
-    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps."),
-    image_size: int | None = typer.Option(None, help="Input size in pixels (default: the dataset's or backbone's)."),
-    out: str | None = typer.Option(None, help="Results folder; each run writes <out>/<run-id>/."),
+    # flags named after RunConfig fields (tests/test_config_schema.py checks the names and help texts)
+    selector: str | None = _config_option("selector"),
+    dataset: str | None = _config_option("dataset"),
+    backbone: str | None = _config_option("backbone"),
+    weights: str | None = _config_option("weights"),
+    label_budget: str | None = _config_option("label_budget"),
+    batch_budget: int | None = _config_option("batch_budget"),
+    batch_size: int | None = _config_option("batch_size"),
+    rounds: int | None = _config_option("rounds"),
+    eval_every: int | None = _config_option("eval_every"),
+    seed: int | None = _config_option("seed"),
+    device: str | None = _config_option("device"),
+    image_size: int | None = _config_option("image_size"),
+    out: str | None = _config_option("out"),
     config: str | None = typer.Option(None, help="YAML config file (flags and --set override it)."),
     set_: list[str] = typer.Option([], "--set", help="Override any config key: --set train.lr=0.01 (repeatable)."),
-    plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
-    data_root: str | None = typer.Option(None, help="Where datasets live."),
-    shift: list[str] = typer.Option(
-        [], help="OOD split beside the test split: corruption[:NAME[:SEVERITY]], domain:DATASET (repeatable)."
-    ),
-    on_corrupt: str | None = typer.Option(None, help="skip | error: what to do with an image that fails to decode."),
-    cache_dir: str | None = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."),
-    wandb_mode: str | None = typer.Option(None, help="online | offline | disabled (default: $WANDB_MODE or disabled)."),
-    wandb_project: str | None = typer.Option(None, help="W&B project."),
-    wandb_group: str | None = typer.Option(None, help="W&B group (e.g. a suite name)."),
+    plugin: list[str] = _config_option("plugins", []),
+    data_root: str | None = _config_option("data_root"),
+    shifts: list[str] = _config_option("shifts", [], "--shift"),
+    on_corrupt: str | None = _config_option("on_corrupt"),
+    cache_dir: str | None = _config_option("cache_dir"),
+    wandb_mode: str | None = _config_option("wandb_mode"),
+    wandb_project: str | None = _config_option("wandb_project"),
+    wandb_group: str | None = _config_option("wandb_group"),
     resume: str | None = typer.Option(None, help="Continue an interrupted run from its folder."),
 ) -> None:
     """Select, finetune and evaluate once; print the result and write it under --out."""
     from .config import build_config
+    from .cli_output import print_run_summary
     from .runner import Runner
 
     if resume:
-        Runner.resume(resume, console=err)
+        summary = Runner.resume(resume, console=err)
+        print_run_summary(summary, resume)
         return
     flags = dict(
         selector=selector,
@@ -107,10 +115,11 @@ def run(
         wandb_project=wandb_project,
         wandb_group=wandb_group,
         plugins=list(plugin) or None,
-        shifts=list(shift) or None,
+        shifts=list(shifts) or None,
     )
     cfg = build_config(config, flags, list(set_))
-    Runner(cfg, console=err).run()
+    summary = Runner(cfg, console=err).run()
+    print_run_summary(summary, Path(cfg.out) / summary["run_id"])
 
 
 @app.command()
@@ -143,11 +152,38 @@ def list_(
         None, help="selectors, backbones, datasets, text_encoders, shifts or trackers (default: all)."
     ),
     plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
+    details: str | None = typer.Option(
+        None,
+        "--details",
+        metavar="NAME",
+        help="Print one plugin's card, its module's docstring (`list selectors --details vecaf`).",
+    ),
 ) -> None:
-    """Every registered plugin, with the package (and version) that provides it."""
+    """Every registered plugin, with the package, module and version that provide it; for
+    selectors also what they read beyond the pool features (their declared uses)."""
+    import inspect
+    import sys
+    import warnings
+
+    from rich.text import Text
+
+    from .api import Capabilities, VecafBenchDeprecationWarning, capabilities_of
     from .errors import unknown
     from .pluginmanager import PluginHost
-    from .registry import KINDS
+    from .registry import KINDS, Entry
+
+    def reads(e: Entry) -> str:
+        """The declared uses, read without calling anything: a factory function is opaque ("?")."""
+        f = e.factory
+        if not inspect.isclass(f) and not isinstance(getattr(f, "capabilities", None), Capabilities):
+            return "?"
+        with warnings.catch_warnings():  # legacy `uses` attributes: the run warns, the listing does not
+            warnings.simplefilter("ignore", VecafBenchDeprecationWarning)
+            try:
+                uses = capabilities_of(f, e.name).uses
+            except UserError:
+                return "?"
+        return ", ".join(sorted(uses)) or "features"
 
     host = PluginHost(plugin)
     kinds = list(KINDS)
@@ -156,14 +192,32 @@ def list_(
         if k not in KINDS:
             raise unknown("plugin kind", kind, KINDS)
         kinds = [k]
+    if details is not None:
+        k = kinds[0] if kind is not None else "selectors"
+        entry = host.registries[k].get(details)
+        f = entry.factory
+        modname = f.__module__ if inspect.isclass(f) or inspect.isfunction(f) else entry.module.partition(":")[0]
+        doc = inspect.getdoc(sys.modules[modname]) if modname in sys.modules else None
+        card = Console(emoji=False, highlight=False)
+        card.print(Text(f"{entry.name} ({k[:-1].replace('_', ' ')})", style="bold"))
+        card.print(Text(f"package {entry.source} {entry.version}, module {modname}"), soft_wrap=True)
+        if k == "selectors":
+            card.print(Text(f"reads: {reads(entry)}"))
+        card.print()
+        card.print(Text(doc or f"(module {modname} has no docstring)"), soft_wrap=True)
+        return
     out = Console(emoji=False)
     for k in kinds:
         table = Table(title=k, title_justify="left")
         table.add_column("name", style="bold")
         table.add_column("package")
+        table.add_column("module")
         table.add_column("version")
+        if k == "selectors":
+            table.add_column("reads")
         for e in host.registries[k].entries():
-            table.add_row(e.name, e.source, e.version)
+            row = [e.name, e.source, e.module, e.version] + ([reads(e)] if k == "selectors" else [])
+            table.add_row(*(Text(v) for v in row))
         out.print(table)
 
 

@@ -1,192 +1,546 @@
 """Run configuration: defaults < YAML file < CLI flags < `--set key=value`.
 
-Configuration is data (as in open_clip): one dataclass tree, validated in one place, saved as
-resolved YAML beside the results so that a run can be repeated or resumed from its folder.
+Configuration is data (as in open_clip): one pydantic schema, validated in one place, saved as
+resolved YAML beside the results so that a run can be repeated or resumed from its folder. Each
+field's `description` documents its config key; `vecaf-bench run` takes its flags' help from it.
+Ranges are declared on the fields, so a config that builds is in range; every mistake becomes a
+one-paragraph `UserError` naming the key, where it was set (file, flag, --set) and the value.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import UserError, did_you_mean
 
+# ---------------------------------------------------------------------------------------------
+# value types: YAML and the command line give strings, numbers, bools and lists; these accept the
+# forms the old hand-written coercion accepted (and refuse a bool where a number is meant)
 
-@dataclass
-class TrainConfig:
+
+def _no_bool(value: Any) -> Any:
+    """`batch_size: true` is a mistake, not 1."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("not_a_number", "a bool is not a number")
+    return value
+
+
+def _none_word(value: Any) -> Any:
+    """`--set image_size=none` (or `null`) clears an optional key."""
+    if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+        return None
+    return value
+
+
+def _optional_number(value: Any) -> Any:
+    return _no_bool(_none_word(value))
+
+
+def _names(value: Any) -> Any:
+    """A list of names, or one comma-separated string (`--set shifts=a,b`); empty means none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+OptInt = Annotated[int | None, BeforeValidator(_optional_number)]
+OptStr = Annotated[str | None, BeforeValidator(_none_word)]
+Names = Annotated[list[str], BeforeValidator(_names)]
+
+
+class _Schema(BaseModel):
+    # numbers given for a text key become text (`label_budget: 100`, `weights: 1`); nan and inf are
+    # never a valid setting
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, allow_inf_nan=False)
+
+
+def _refuse(tail: str) -> PydanticCustomError:
+    """An error whose message is 'config key K (SOURCE) ' + tail."""
+    return PydanticCustomError("config_value", "{tail}", {"tail": tail})
+
+
+def _message(message: str) -> PydanticCustomError:
+    """An error whose message stands on its own."""
+    return PydanticCustomError("config_message", "{message}", {"message": message})
+
+
+# ---------------------------------------------------------------------------------------------
+# timm names: optimizers from timm's registry (imported only to check a non-default name: timm imports
+# torch), schedulers from timm.scheduler.scheduler_factory.create_scheduler_v2 (it has no list function;
+# tests/test_config_schema.py checks this tuple against its source and that each name builds)
+
+TIMM_SCHEDULERS = ("cosine", "tanh", "step", "multistep", "plateau", "poly", "wsd", "rsqrt", "constant", "none")
+# why a timm scheduler that vecaf-bench cannot use is refused (the runner steps the schedule once per
+# optimizer step)
+UNUSABLE_SCHEDULERS = {
+    "plateau": "it steps once per epoch on a metric, and vecaf-bench steps the schedule once per optimizer step",
+    "none": "vecaf-bench steps the schedule every optimizer step; 'constant' keeps the lr fixed after warmup",
+}
+SCHEDULERS = tuple(s for s in TIMM_SCHEDULERS if s not in UNUSABLE_SCHEDULERS)
+
+
+@functools.cache
+def timm_optimizers() -> tuple[str, ...]:
+    """The names timm's `create_optimizer_v2` knows (`timm.optim.list_optimizers()`)."""
+    import timm.optim
+
+    return tuple(str(n) for n in timm.optim.list_optimizers())
+
+
+def _check_optimizer(value: str) -> str:
+    # create_optimizer_v2 lowercases the name and takes `lookahead_<name>` as <name> wrapped in Lookahead
+    prefix, sep, name = value.lower().rpartition("_")
+    names = timm_optimizers()
+    if name in names and (not sep or prefix == "lookahead"):
+        return value
+    if not sep:
+        hint = did_you_mean(name, names)
+    elif prefix == "lookahead":
+        hint = did_you_mean(name, names).replace(" '", " 'lookahead_", 1)
+    elif name in names:
+        hint = f" Did you mean '{name}' (or 'lookahead_{name}')?"
+    else:
+        hint = did_you_mean(value.lower(), names)
+    raise _refuse(
+        f"must name a timm optimizer, got {value!r}.{hint} timm has {len(names)}, e.g. sgd, momentum, adam, adamw, "
+        "lamb, lion, and `lookahead_<name>` wraps one in Lookahead; list them all with: "
+        "python -c \"import timm.optim; print(timm.optim.list_optimizers())\""
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the schema
+
+
+class TrainConfig(_Schema):
     """Finetuning recipe (timm factories). lr is absolute at the configured batch size."""
 
-    opt: str = "sgd"
-    lr: float = 0.02
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    sched: str = "cosine"
-    warmup_steps: int = 10
-    warmup_lr: float = 1e-5
-    min_lr: float = 0.0
-    label_smoothing: float = 0.1
-    drop_path: float = 0.0
-    augment: bool = True
-    amp: bool = True  # bf16 autocast, used on CUDA only
-    num_workers: int = 0
+    opt: str = Field(
+        default="sgd",
+        description="Optimizer: a timm optimizer name (timm.optim.list_optimizers()), optionally lookahead_<name>.",
+    )
+    lr: Float = Field(default=0.02, gt=0, description="Peak learning rate, absolute at the configured batch size.")
+    momentum: Float = Field(
+        default=0.9, ge=0, description="Momentum, for the optimizers that take one (sgd, rmsprop, ...)."
+    )
+    weight_decay: Float = Field(default=1e-4, ge=0, description="Weight decay.")
+    sched: str = Field(
+        default="cosine",
+        description="Learning-rate schedule over the batch budget, a timm scheduler: " + ", ".join(SCHEDULERS) + ".",
+    )
+    warmup_steps: Int = Field(
+        default=10, ge=0,
+        description="Optimizer steps of linear warmup from warmup_lr (at most the batch budget minus one).",
+    )
+    warmup_lr: Float = Field(default=1e-5, ge=0, description="Learning rate at the start of the warmup.")
+    min_lr: Float = Field(default=0.0, ge=0, description="Learning rate the schedule decays to.")
+    label_smoothing: Float = Field(
+        default=0.1, ge=0, lt=1, description="Label smoothing of the cross-entropy loss (0: plain cross-entropy)."
+    )
+    drop_path: Float = Field(default=0.0, ge=0, lt=1, description="Stochastic depth rate of the backbone.")
+    augment: bool = Field(
+        default=True, description="Training augmentation (timm's train transform); false: the eval transform."
+    )
+    amp: bool = Field(default=True, description="bf16 autocast during training, used on CUDA only.")
+    num_workers: Int = Field(
+        default=0, ge=0, description="DataLoader worker processes (0: load in the main process)."
+    )
+
+    @field_validator("opt")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return value if value == "sgd" else _check_optimizer(value)  # the default needs no timm import
+
+    @field_validator("sched")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        if value in SCHEDULERS:
+            return value
+        if value in UNUSABLE_SCHEDULERS:
+            raise _refuse(f"is timm's {value!r} schedule, which vecaf-bench cannot use: {UNUSABLE_SCHEDULERS[value]}. "
+                          f"Use one of {', '.join(SCHEDULERS)}.")
+        raise _refuse(f"must name a timm scheduler, got {value!r}.{did_you_mean(value, SCHEDULERS)} "
+                      f"Known: {', '.join(SCHEDULERS)}.")
 
 
-@dataclass
-class RunConfig:
-    selector: str = "random"
-    selector_options: dict[str, Any] = field(default_factory=dict)
-    dataset: str = "mnist"
-    data_root: str | None = None
-    test_fraction: float = 0.2
-    on_corrupt: str = "skip"
-    backbone: str = "timm:tf_efficientnet_lite0"
-    weights: str = "default"
-    image_size: int | None = None
-    # text side (selectors that use text): encoder `minilm`, `open_clip:<model>[@<pretrained>]`, or
-    # `auto` (minilm; the backbone's own text tower when it has one)
-    text_encoder: str = "auto"
-    captions: str | None = None  # CSV/JSONL of captions; default: class-name prompts
-    # domain-conditioned prompts (VeCAF's OOD text-domain augmentation): `auto` takes the target
-    # domains of the run's shifts (none: in-domain prompts), a name ("sketch") forces one, null: off
-    text_domain: str | None = "auto"
-    # OOD splits evaluated beside the test split: `NAME[:ARGS]` of shift plugins
-    shifts: list[str] = field(default_factory=list)
-    # seed of the shifts' random draws (corruption noise): fixed, like the test split, so that
-    # run seeds vary selection and training, never the OOD data
-    shift_seed: int = 0
-    ood_eval_every: int | None = None  # evaluate OOD splits every k steps (None: as eval_every; 0: at the end)
-    label_budget: str = "2.5%"
-    batch_budget: int = 150
-    batch_size: int = 32
-    rounds: int = 1
-    # the selector that picks round 0 (the head is untrained then): None takes the selector's own
-    # Capabilities.cold_start (itself when it names none); "self" forces the selector itself
-    cold_start: str | None = None
-    eval_every: int = 50
-    seed: int = 0
-    device: str = "auto"
-    out: str = "runs"
-    # the run folder's name under `out`, fixed by a suite so that a re-run finds it again (None: a fresh
-    # <time>-<selector>-<dataset>-s<seed>)
-    run_name: str | None = None
-    cache_dir: str | None = None
-    trackers: list[str] = field(default_factory=lambda: ["local", "wandb"])
-    wandb_mode: str | None = None
-    wandb_project: str = "vecaf-bench"
-    wandb_entity: str | None = None
-    wandb_group: str | None = None
-    plugins: list[str] = field(default_factory=list)
-    train: TrainConfig = field(default_factory=TrainConfig)
+class RunConfig(_Schema):
+    """One run: what to select with, on what data and backbone, under which budgets."""
+
+    selector: str = Field(default="random", description="Selector plugin name (see `vecaf-bench list selectors`).")
+    selector_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The selector's own options, checked by the selector: --set selector_options.<name>=VALUE.",
+    )
+    dataset: str = Field(default="mnist", description="Dataset name, or a folder in the ImageNet layout.")
+    data_root: OptStr = Field(default=None, description="Where datasets live.")
+    test_fraction: Float = Field(
+        default=0.2, gt=0, lt=1,
+        description="Share of the data held out as the test split when the dataset has no test split of its own.",
+    )
+    on_corrupt: Literal["skip", "error"] = Field(
+        default="skip", description="skip | error: what to do with an image that fails to decode."
+    )
+    backbone: str = Field(
+        default="timm:tf_efficientnet_lite0", description="Backbone, e.g. timm:tf_efficientnet_lite0 or resnet50."
+    )
+    weights: str = Field(default="default", description="default | hub | shipped | none | PATH to a state dict.")
+    image_size: OptInt = Field(
+        default=None, ge=8, description="Input size in pixels (default: the dataset's or backbone's)."
+    )
+    text_encoder: str = Field(
+        default="auto",
+        description="Text encoder of the selectors that use text: minilm, open_clip:<model>[@<pretrained>], or auto "
+                    "(the backbone's own text tower when it has one, else minilm).",
+    )
+    captions: OptStr = Field(
+        default=None, description="CSV or JSONL of per-image captions (default: class-name prompts)."
+    )
+    text_domain: OptStr = Field(
+        default="auto",
+        description="Domain-conditioned prompts (VeCAF's OOD text-domain augmentation): auto takes the target "
+                    "domains of the run's shifts, a name (sketch) forces one, null turns it off.",
+    )
+    shifts: Names = Field(
+        default_factory=list,
+        description="OOD split beside the test split: corruption[:NAME[:SEVERITY]], domain:DATASET (repeatable).",
+    )
+    shift_seed: Int = Field(
+        default=0, ge=0,
+        description="Seed of the shifts' random draws (corruption noise), fixed like the test split so that run "
+                    "seeds never vary the OOD data.",
+    )
+    ood_eval_every: OptInt = Field(
+        default=None, ge=0,
+        description="Evaluate the OOD splits every k steps (default: as eval_every; 0: only at the end).",
+    )
+    label_budget: str = Field(
+        default="2.5%", description="Images to select: a count (100) or a fraction (0.05, 5%)."
+    )
+    batch_budget: Int = Field(default=150, ge=1, description="Optimizer steps, the same for every selector.")
+    batch_size: Int = Field(default=32, ge=1, description="Images per optimizer step.")
+    rounds: Int = Field(default=1, ge=1, description="Selection rounds; budgets are split evenly over them.")
+    cold_start: OptStr = Field(
+        default=None,
+        description="The selector that picks round 0, while the head is untrained (default: the selector's own "
+                    "choice; self: the selector itself).",
+    )
+    eval_every: Int = Field(default=50, ge=0, description="Evaluate every k steps (0: only at the end).")
+    seed: Int = Field(default=0, ge=0, description="Seed for selection, head init and training.")
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps.")
+    out: str = Field(default="runs", description="Results folder; each run writes <out>/<run-id>/.")
+    run_name: OptStr = Field(
+        default=None,
+        description="The run folder's name under out, fixed by a suite so that a re-run finds it again (default: "
+                    "a fresh <time>-<selector>-<dataset>-s<seed>).",
+    )
+    cache_dir: OptStr = Field(
+        default=None, description="Feature cache (default: $VECAF_BENCH_CACHE or ~/.cache)."
+    )
+    trackers: Names = Field(
+        default_factory=lambda: ["local", "wandb"], description="Tracker plugins that record the run."
+    )
+    wandb_mode: Annotated[Literal["online", "offline", "disabled"] | None, BeforeValidator(_none_word)] = Field(
+        default=None, description="online | offline | disabled (default: $WANDB_MODE or disabled)."
+    )
+    wandb_project: str = Field(default="vecaf-bench", description="W&B project.")
+    wandb_entity: OptStr = Field(default=None, description="W&B entity (default: your W&B default).")
+    wandb_group: OptStr = Field(default=None, description="W&B group (e.g. a suite name).")
+    plugins: Names = Field(
+        default_factory=list, description="Import a plugin module that is not installed (repeatable)."
+    )
+    train: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(), description="The finetuning recipe: train.<key>."
+    )
+
+    @field_validator("label_budget")
+    @classmethod
+    def _label_budget(cls, value: str) -> str:
+        try:
+            parse_label_budget(value)
+        except UserError as e:
+            raise _message(str(e)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _rounds_fit(self) -> RunConfig:
+        if self.rounds > self.batch_budget:
+            raise _message(
+                f"rounds ({self.rounds}) exceeds the batch budget ({self.batch_budget}): each round needs at least "
+                "one optimizer step. Lower --rounds or raise --batch-budget."
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """A plain dict (nested `train`), as written to config.yaml."""
+        return self.model_dump()
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A validated copy with CHANGES (config keys; `train=` takes a TrainConfig or a mapping)."""
+        source = "RunConfig.replace"
+        given = _flatten(changes, source)  # refuses a section given a value
+        data = self.to_dict()
+        for key, value in changes.items():
+            data[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as e:
+            raise _user_error(e, dict.fromkeys(given, source), given) from None
 
 
-_NESTED = {"train": TrainConfig}
-_FREE_FORM = {"selector_options"}  # validated by the selector that reads them
+SECTIONS: dict[str, type[_Schema]] = {"train": TrainConfig}  # nested sections, set as <section>.<key>
+FREE_FORM = ("selector_options",)  # validated by the selector that reads them
+_SECTION_EXAMPLES = {"train": "train.lr=0.01"}
+
+
+def section_names() -> set[str]:
+    return set(SECTIONS)
 
 
 def valid_keys() -> list[str]:
     keys = []
-    for f in fields(RunConfig):
-        if f.name in _NESTED:
-            keys += [f"{f.name}.{g.name}" for g in fields(_NESTED[f.name])]
+    for name in RunConfig.model_fields:
+        if name in SECTIONS:
+            keys += [f"{name}.{k}" for k in SECTIONS[name].model_fields]
         else:
-            keys.append(f.name)
+            keys.append(name)
     return keys
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = {}
-    for f in fields(cls):
-        hints[f.name] = f.type if not isinstance(f.type, str) else f.type
-    return hints
+def description(key: str) -> str:
+    """The documentation of config key KEY (`train.lr` for a section's key)."""
+    head, _, rest = key.partition(".")
+    model: type[_Schema] = SECTIONS[head] if rest and head in SECTIONS else RunConfig
+    desc = model.model_fields[rest or head].description
+    assert desc, f"config key {key} has no description"
+    return desc
 
 
-def _coerce(key: str, value: Any, type_name: str, source: str) -> Any:
-    """Coerce a YAML/CLI value to the field's declared type, or say which key is wrong."""
-    optional = "None" in type_name
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
-        if optional:
-            return None
-        raise UserError(f"config key '{key}' ({source}) must not be empty.")
-    base = type_name.replace(" | None", "").strip()
-    try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "1", "yes", "on"):
-                return True
-            if str(value).lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if base == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if base == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if base == "str":
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-        if base.startswith("list"):
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list):
-                raise ValueError
-            return [str(v) for v in value]
-        if base.startswith("dict"):
-            if not isinstance(value, dict):
-                raise ValueError
-            return dict(value)
-    except (TypeError, ValueError):
-        raise UserError(
-            f"config key '{key}' ({source}) must be {base}, got {value!r}. Fix the value and run again."
-        ) from None
-    return value
+# ---------------------------------------------------------------------------------------------
+# sources: each layer sets dotted keys; the last layer to set a key wins and is named in its errors
 
 
-def _apply(cfg: RunConfig, data: dict[str, Any], source: str) -> None:
-    keys = valid_keys()
-    for key, value in data.items():
-        if key in _NESTED and isinstance(value, dict):
-            _apply(cfg, {f"{key}.{k}": v for k, v in value.items()}, source)
-            continue
-        if key.split(".")[0] in _FREE_FORM:
-            head, _, rest = key.partition(".")
-            target = getattr(cfg, head)
-            if rest:
-                target[rest] = value
+def _flatten(data: Mapping[str, Any], source: str = "", into: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {} if into is None else into
+    for raw_key, value in data.items():
+        key = str(raw_key)
+        if key in SECTIONS:
+            if value is None:  # `train:` with every line under it commented out
+                continue
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            if not isinstance(value, Mapping):
+                keys = list(SECTIONS[key].model_fields)
+                example = _SECTION_EXAMPLES.get(key, f"{key}.{keys[0]}=VALUE")
+                raise UserError(
+                    f"config key '{key}' ({source or 'given'}) is a section, not a value, got {value!r}: set its keys "
+                    f"as {key}.<key> (e.g. --set {example}), or as a mapping under '{key}:' in YAML. "
+                    f"Keys of {key}: {', '.join(keys)}."
+                )
+            _flatten({f"{key}.{k}": v for k, v in value.items()}, source, out)
+        elif key in FREE_FORM:
+            # the whole mapping replaces what earlier layers set, option by option or whole
+            for old in [k for k in out if k == key or k.startswith(key + ".")]:
+                del out[old]
+            out[key] = value
+        else:
+            out[key] = value
+    return out
+
+
+class _Layers:
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+
+    def add(self, data: Mapping[str, Any], source: str) -> None:
+        flat = _flatten(data, source)
+        for key in flat:
+            head = key.partition(".")[0]
+            if head in FREE_FORM and key == head:
+                for old in [k for k in self.values if k == head or k.startswith(head + ".")]:
+                    del self.values[old]
+                    del self.sources[old]
+            self.values.pop(key, None)  # re-inserted last, so that later layers apply later
+            self.sources.pop(key, None)
+        for key, value in flat.items():
+            self.values[key] = value
+            self.sources[key] = source
+
+    def nested(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.values.items():
+            head, dot, rest = key.partition(".")
+            if dot and head in SECTIONS:
+                out.setdefault(head, {})[rest] = value
+            elif dot and head in FREE_FORM:
+                opts = out.get(head)
+                if opts is None:
+                    opts = out[head] = {}
+                if isinstance(opts, dict):
+                    opts[rest] = value
+            elif key in FREE_FORM and isinstance(value, Mapping):
+                out[key] = dict(value)
             else:
-                setattr(cfg, head, _coerce(key, value, "dict", source))
-            continue
-        if key not in keys:
-            raise UserError(
-                f"unknown config key '{key}' ({source}).{did_you_mean(key, keys)} "
-                f"Valid keys: {', '.join(keys)}."
-            )
-        obj: Any = cfg
-        name = key
-        if "." in key:
-            head, name = key.split(".", 1)
-            obj = getattr(cfg, head)
-        ftype = {f.name: str(f.type) for f in fields(obj)}[name]
-        setattr(obj, name, _coerce(key, value, ftype, source))
+                out[key] = value
+        return out
+
+    def build(self) -> RunConfig:
+        try:
+            return RunConfig.model_validate(self.nested())
+        except ValidationError as e:
+            raise _user_error(e, self.sources, self.values) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# pydantic's errors as one paragraph in the words vecaf-bench has always used
+
+_TYPE_ERRORS = {"not_a_number", "int_parsing", "int_from_float", "int_type", "float_parsing", "float_type",
+                "bool_parsing", "bool_type", "string_type", "list_type", "dict_type", "model_type",
+                "model_attributes_type"}
+# range messages of the old hand-written validate(), kept word for word
+_RANGE_MESSAGES = {
+    "batch_budget": "batch budget must be at least 1 (the number of optimizer steps every selector gets), got {value}.",
+    "batch_size": "batch size must be at least 1 (images per optimizer step), got {value}.",
+    "rounds": "rounds must be at least 1 (selection rounds), got {value}.",
+    "ood_eval_every": "ood eval every must be >= 0 steps (0: only at the end), got {value}.",
+    "eval_every": "eval every must be >= 0 steps (0: only at the end), got {value}.",
+    "image_size": "image size must be at least 8 pixels, got {value}.",
+    "test_fraction": "test fraction must be in (0, 1), got {value}.",
+    "on_corrupt": "on_corrupt must be 'skip' or 'error', got '{value}'.",
+    "wandb_mode": "wandb mode must be online, offline or disabled, got '{value}'.{hint}",
+    "train.lr": "train.lr must be positive, got {value}.",
+    "train.warmup_steps": "train.warmup_steps must be >= 0, got {value}.",
+}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return ""
+    head = str(loc[0])
+    if head in SECTIONS and len(loc) > 1:
+        return f"{head}.{loc[1]}"
+    return head
+
+
+def _annotation(key: str) -> Any:
+    head, _, rest = key.partition(".")
+    model: type[_Schema] = SECTIONS[head] if rest and head in SECTIONS else RunConfig
+    f = model.model_fields.get(rest if rest and head in SECTIONS else key)
+    return f.annotation if f is not None else None
+
+
+def _type_name(annotation: Any) -> str:
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _type_name(inner[0]) if len(inner) == 1 else " or ".join(_type_name(a) for a in inner)
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if get_origin(annotation) is list:
+        return "a list of " + _type_name(args[0]) if args else "a list"
+    if get_origin(annotation) is dict or annotation is dict:
+        return "a mapping of option: value"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping (a section)"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _rank(err: ErrorDetails) -> int:
+    """An unknown key first (it explains the rest), then a wrong type, then a value out of range."""
+    if err["type"] == "extra_forbidden":
+        return 0
+    return 1 if err["type"] in _TYPE_ERRORS else 2
+
+
+def _sentence(err: ErrorDetails, sources: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    key = _key_of(err["loc"])
+    if kind == "config_message":
+        return str(ctx["message"])
+    source = sources.get(key) or next((s for k, s in sources.items() if k.startswith(key + ".")), "default")
+    given = values.get(key, err["input"])
+    if kind == "extra_forbidden":
+        key = ".".join(str(p) for p in err["loc"])
+        source = sources.get(key, source)
+        keys = valid_keys()
+        return f"unknown config key '{key}' ({source}).{did_you_mean(key, keys)} Valid keys: {', '.join(keys)}."
+    where = f"config key '{key}' ({source})"
+    if kind == "config_value":
+        return f"{where} {ctx['tail']}"
+    if kind in _TYPE_ERRORS:
+        if given is None:
+            return f"{where} must not be empty."
+        return f"{where} must be {_type_name(_annotation(key))}, got {given!r}. Fix the value and run again."
+    if kind == "literal_error":
+        if key in _RANGE_MESSAGES:
+            return _RANGE_MESSAGES[key].format(value=err["input"], hint=did_you_mean(str(err["input"]), _choices(key)))
+        return (f"{where} must be one of {ctx.get('expected')}, got {err['input']!r}."
+                f"{did_you_mean(str(err['input']), _choices(key))}")
+    if kind == "finite_number":
+        return f"{where} must be a finite number, got {given!r}. Fix the value and run again."
+    if kind in _BOUNDS:
+        if key in _RANGE_MESSAGES:
+            return _RANGE_MESSAGES[key].format(value=_as_declared(key, err["input"]), hint="")
+        name, words = _BOUNDS[kind]
+        value = _as_declared(key, err["input"])
+        return f"{where} must be {words} {ctx.get(name)}, got {value!r}. Fix the value and run again."
+    return f"{where}: {err['msg']}, got {given!r}. Fix the value and run again."
+
+
+def _as_declared(key: str, value: Any) -> Any:
+    """VALUE as the key's type holds it (`-1` given for a float reads `-1.0`)."""
+    declared = [a for a in (_annotation(key), *get_args(_annotation(key))) if a in (int, float)]
+    try:
+        return declared[0](value) if declared else value
+    except (TypeError, ValueError):
+        return value
+
+
+def _choices(key: str) -> list[str]:
+    annotation = _annotation(key)
+    for part in (annotation, *get_args(annotation)):
+        if get_origin(part) is Literal:
+            return [str(a) for a in get_args(part)]
+    return []
+
+
+def _user_error(e: ValidationError, sources: Mapping[str, str], values: Mapping[str, Any]) -> UserError:
+    errs = sorted(e.errors(), key=_rank)
+    message = _sentence(errs[0], sources, values)
+    others = []
+    for err in errs[1:]:
+        key = ".".join(str(p) for p in err["loc"]) if err["type"] == "extra_forbidden" else _key_of(err["loc"])
+        if key and key not in others:
+            others.append(key)
+    if others:
+        message += f" Also wrong: {', '.join(repr(k) for k in others[:5])}{' …' if len(others) > 5 else ''}."
+    return UserError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# files and flags
 
 
 def load_yaml(
     path: str | Path, what: str = "config file", missing_hint: str = "Pass the path of a YAML file to --config.",
-    shape: str = "a mapping of keys to values",
+    shape: str = "a mapping of keys to values", allow_empty: bool = False,
 ) -> dict[str, Any]:
-    """A YAML mapping from PATH; a missing file, bad YAML or a non-mapping is a UserError naming WHAT."""
+    """A YAML mapping from PATH; a missing, empty or non-mapping file or bad YAML is a UserError naming WHAT."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} '{p}' does not exist. {missing_hint}")
@@ -200,7 +554,11 @@ def load_yaml(
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"{what} '{p}' is not valid YAML{where}: {problem}. Fix the file and run again.") from None
     if data is None:
-        return {}
+        if allow_empty:
+            return {}
+        hint = ("give at least one key (e.g. 'selector: random'), or leave out --config to run with the defaults"
+                if what == "config file" else f"it must hold {shape}")
+        raise UserError(f"{what} '{p}' is empty (or holds only comments); {hint}.")
     if not isinstance(data, dict):
         raise UserError(f"{what} '{p}' must hold {shape}, got {type(data).__name__}.")
     return data
@@ -225,20 +583,20 @@ def build_config(
     flags: dict[str, Any] | None = None,
     sets: list[str] | None = None,
 ) -> RunConfig:
-    cfg = RunConfig()
+    """Defaults < the YAML FILE < command-line FLAGS (None: not given) < `--set key=value` SETS."""
+    layers = _Layers()
     if file is not None:
-        _apply(cfg, load_yaml(file), f"in {file}")
-    _apply(cfg, {k: v for k, v in (flags or {}).items() if v is not None}, "command-line flag")
-    _apply(cfg, parse_set(sets or []), "--set")
-    validate(cfg)
-    return cfg
+        layers.add(load_yaml(file), f"in {file}")
+    layers.add({k: v for k, v in (flags or {}).items() if v is not None}, "command-line flag")
+    layers.add(parse_set(sets or []), "--set")
+    return layers.build()
 
 
-def config_from_dict(data: dict[str, Any], source: str) -> RunConfig:
-    cfg = RunConfig()
-    _apply(cfg, data, source)
-    validate(cfg)
-    return cfg
+def config_from_dict(data: Mapping[str, Any], source: str) -> RunConfig:
+    """A RunConfig from DATA (nested sections or dotted keys); errors name SOURCE."""
+    layers = _Layers()
+    layers.add(data, source)
+    return layers.build()
 
 
 def parse_label_budget(value: str | int | float) -> tuple[str, float]:
@@ -258,6 +616,8 @@ def parse_label_budget(value: str | int | float) -> tuple[str, float]:
             f"label budget '{value}' is not a number. Give a count (e.g. 100) or a fraction of the pool "
             f"(e.g. 0.05 or 5%)."
         ) from None
+    if num != num or num in (float("inf"), float("-inf")):
+        raise UserError(f"label budget '{value}' is not a finite number. Give a count (e.g. 100) or a fraction (5%).")
     if num <= 0:
         raise UserError(
             f"label budget '{value}' must be positive: it is how many pool images may be selected. "
@@ -271,40 +631,11 @@ def parse_label_budget(value: str | int | float) -> tuple[str, float]:
 
 
 def validate(cfg: RunConfig) -> None:
-    parse_label_budget(cfg.label_budget)
-    positive = {"batch_budget": cfg.batch_budget, "batch_size": cfg.batch_size, "rounds": cfg.rounds}
-    for key, val in positive.items():
-        if val <= 0:
-            what = {
-                "batch_budget": "the number of optimizer steps every selector gets",
-                "batch_size": "images per optimizer step",
-                "rounds": "selection rounds",
-            }[key]
-            raise UserError(f"{key.replace('_', ' ')} must be at least 1 ({what}), got {val}.")
-    if cfg.rounds > cfg.batch_budget:
-        raise UserError(
-            f"rounds ({cfg.rounds}) exceeds the batch budget ({cfg.batch_budget}): each round needs at least one "
-            "optimizer step. Lower --rounds or raise --batch-budget."
-        )
-    if cfg.ood_eval_every is not None and cfg.ood_eval_every < 0:
-        raise UserError(f"ood eval every must be >= 0 steps (0: only at the end), got {cfg.ood_eval_every}.")
-    if cfg.eval_every < 0:
-        raise UserError(f"eval every must be >= 0 steps (0: only at the end), got {cfg.eval_every}.")
-    if cfg.image_size is not None and cfg.image_size < 8:
-        raise UserError(f"image size must be at least 8 pixels, got {cfg.image_size}.")
-    if not 0 < cfg.test_fraction < 1:
-        raise UserError(f"test fraction must be in (0, 1), got {cfg.test_fraction}.")
-    if cfg.on_corrupt not in ("skip", "error"):
-        raise UserError(f"on_corrupt must be 'skip' or 'error', got '{cfg.on_corrupt}'.")
-    if cfg.wandb_mode is not None and cfg.wandb_mode not in ("online", "offline", "disabled"):
-        raise UserError(
-            f"wandb mode must be online, offline or disabled, got '{cfg.wandb_mode}'."
-            + did_you_mean(cfg.wandb_mode, ["online", "offline", "disabled"])
-        )
-    if cfg.train.lr <= 0:
-        raise UserError(f"train.lr must be positive, got {cfg.train.lr}.")
-    if cfg.train.warmup_steps < 0:
-        raise UserError(f"train.warmup_steps must be >= 0, got {cfg.train.warmup_steps}.")
+    """Checks a RunConfig that was changed after it was built (a built one is valid by construction)."""
+    try:
+        RunConfig.model_validate(cfg.to_dict())
+    except ValidationError as e:
+        raise _user_error(e, {}, {}) from None
 
 
 def default_cache_dir() -> Path:
@@ -316,3 +647,10 @@ def default_cache_dir() -> Path:
 
 def dump_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+__all__ = [
+    "FREE_FORM", "SCHEDULERS", "SECTIONS", "TIMM_SCHEDULERS", "RunConfig", "TrainConfig", "build_config",
+    "config_from_dict", "default_cache_dir", "description", "dump_yaml", "load_yaml", "parse_label_budget",
+    "parse_set", "section_names", "timm_optimizers", "valid_keys", "validate",
+]

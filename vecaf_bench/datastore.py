@@ -45,6 +45,7 @@ from rich.console import Console
 from .config import default_cache_dir
 from .data import DatasetRequest, DatasetSplits, FileImages, stratified_split
 from .errors import UserError
+from .results import atomic_path
 
 DATA_ENV = "VECAF_BENCH_DATA"
 MANIFEST = "vecaf-bench-data.json"
@@ -391,20 +392,14 @@ def _write_index(path: Path, index: FileIndex, dirs: list[tuple[str, int]], buil
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(
-                    f,
-                    blob=index.files.blob,
-                    offsets=index.files.offsets,
-                    labels=index.labels.astype(np.int32),
-                    meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                blob=index.files.blob,
+                offsets=index.files.offsets,
+                labels=index.labels.astype(np.int32),
+                meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
+            )
     except OSError as e:
         print(
             f"warning: could not cache the file index in {path.parent} ({e}); it is rebuilt next time.", file=sys.stderr

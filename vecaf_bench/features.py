@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .data import ImageSource
+from .results import atomic_path, write_text_atomic
 from .seeding import loader_generator
 from .transforms import Normalize, TransformedImages
 
@@ -49,24 +49,19 @@ class FeatureCache:
     def store(self, key: str, meta: dict[str, Any], fill: Callable[[Callable[[int], np.ndarray]], None]) -> np.ndarray:
         """`fill(open_out)` computes the features; `open_out(dim)` returns the memmap to write into."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.npy.tmp"
         n = int(meta["n"])
         holder: dict[str, np.memmap] = {}
+        with atomic_path(self.path(key), suffix=".npy.tmp") as tmp:
 
-        def open_out(dim: int) -> np.ndarray:
-            holder["mm"] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-            return holder["mm"]
+            def open_out(dim: int) -> np.ndarray:
+                holder["mm"] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+                return holder["mm"]
 
-        try:
             fill(open_out)
-            mm = holder["mm"]
+            mm = holder.pop("mm")
             mm.flush()
-            del holder["mm"], mm
-            os.replace(tmp, self.path(key))
-            (self.root / f"{key}.json").write_text(json.dumps(meta, indent=2, default=str))
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+            del mm
+        write_text_atomic(self.root / f"{key}.json", json.dumps(meta, indent=2, default=str))
         return np.load(self.path(key), mmap_mode="r")
 
 

@@ -1,14 +1,32 @@
-"""Atomic result files: a reader (or a resumed suite) never sees half a file."""
+"""The run's files, written and read by the core alone; one atomic-write helper for the code base.
+
+A run folder holds config.yaml, selected.json, events.jsonl, summary.json and, while the run is
+unfinished, checkpoint.pt. Trackers (W&B, ...) observe the same events but never write these:
+resume, suite skipping and the leaderboard read them whatever trackers a run had.
+A reader (or a resumed suite) never sees half a file: every file but the append-only event log
+is written to a temporary name in the same folder and renamed into place.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import UserError
+
+CONFIG = "config.yaml"
+SUMMARY = "summary.json"
+EVENTS = "events.jsonl"
+SELECTED = "selected.json"
+CHECKPOINT = "checkpoint.pt"
 
 
 def _default(o: Any) -> Any:
@@ -20,22 +38,33 @@ def _default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    to_dict = getattr(o, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed onto `path` when the block succeeds,
+    removed when it fails. The one way this code base writes a file atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
@@ -50,3 +79,80 @@ def append_jsonl(path: str | Path, obj: dict[str, Any]) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None when it has none or it cannot be read as a JSON object."""
+    try:
+        data = read_json(Path(run_dir) / SUMMARY)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class RunFiles:
+    """One run folder's files. Rank 0 alone writes (the engine makes the others no-ops)."""
+
+    def __init__(self, run_dir: str | Path, writer: bool = True) -> None:
+        self.dir = Path(run_dir)
+        self.writer = writer
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def write_config(self, yaml_text: str) -> None:
+        if self.writer:
+            write_text_atomic(self.path(CONFIG), yaml_text)
+
+    def event(self, kind: str, **data: Any) -> None:
+        if self.writer:
+            append_jsonl(self.path(EVENTS), {"event": kind, "time": time.time(), **data})
+
+    def write_selected(self, pool_size: int, reselects: bool, rounds: list[np.ndarray]) -> None:
+        if self.writer:  # reselect: each round holds the whole set
+            obj = {"pool_size": pool_size, "mode": "reselect" if reselects else "grow", "rounds": rounds}
+            write_json_atomic(self.path(SELECTED), obj)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        if self.writer:
+            write_json_atomic(self.path(SUMMARY), summary)
+
+    def summary(self) -> dict[str, Any] | None:
+        return read_summary(self.dir)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def has_checkpoint(self) -> bool:
+        return self.path(CHECKPOINT).is_file()
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        if not self.writer:
+            return
+        import torch
+
+        with atomic_path(self.path(CHECKPOINT)) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """The checkpoint, or a UserError when it is damaged: the file is kept aside (never
+        deleted) and the message says how to start the run again."""
+        import torch
+
+        path = self.path(CHECKPOINT)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "global_step" not in state:
+                raise ValueError("not a vecaf-bench checkpoint")
+        except Exception as e:  # torch raises many types for a truncated or foreign file
+            aside = path.with_name(f"{CHECKPOINT}.damaged-{int(time.time())}")
+            os.replace(path, aside)
+            raise UserError(
+                f"checkpoint '{path}' is damaged ({type(e).__name__}: {str(e).splitlines()[0][:200]}); it was kept "
+                f"aside as '{aside.name}'. Checkpoints are saved only at an interrupt, so there is no earlier good "
+                f"state of this run to resume from: start it again with "
+                f"vecaf-bench run --config {self.path(CONFIG)} (the selection and training repeat exactly)."
+            ) from None
+        return state
+
+    def drop_checkpoint(self) -> None:
+        if self.writer and self.path(CHECKPOINT).exists():
+            self.path(CHECKPOINT).unlink()

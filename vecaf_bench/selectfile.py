@@ -15,8 +15,7 @@ from .errors import UserError
 from .pluginmanager import PluginHost
 from .progress import make_progress
 from .results import write_json_atomic
-from .runner import make_selector
-from .selection import SelectionContext, run_selector
+from .run.selection_round import build_context, make_selector, run_selection
 
 
 def _load_npy(path: str, what: str) -> np.ndarray:
@@ -44,8 +43,8 @@ def select_from_files(
 ) -> np.ndarray:
     console = console or Console(stderr=True, emoji=False)
     host = PluginHost(plugins or [])
-    sel = make_selector(host, selector, parse_set(options or []))
-    uses = frozenset(getattr(sel, "uses", frozenset()))
+    slot = make_selector(host, selector, parse_set(options or []))
+    uses = slot.capabilities.uses
     if "model" in uses or "text" in uses:
         raise UserError(
             f"selector '{selector}' needs {', '.join(sorted(uses & {'model', 'text'}))}, which `select` on a "
@@ -68,21 +67,23 @@ def select_from_files(
             earlier = np.asarray(json.loads(Path(selected).read_text()), dtype=np.int64)
         except (OSError, ValueError) as e:
             raise UserError(f"--selected '{selected}' is not a JSON list of indices ({e}).") from None
-    count = n - len(earlier) if getattr(sel, "takes_whole_pool", False) else resolve_label_budget(budget, n)
+    count = n - len(earlier) if slot.capabilities.whole_pool else resolve_label_budget(budget, n)
     if count > n - len(earlier):
         raise UserError(f"budget {count} is more than the {n - len(earlier)} pool samples not yet selected.")
-    ctx = SelectionContext(
-        features=feats, selected=earlier, seed=seed, device=resolve_device(device), labels=lab,
-        num_classes=int(lab.max()) + 1 if lab is not None and len(lab) else 0,
-    )
     with make_progress(console) as progress:
         task = progress.add_task(f"selection ({selector})", total=count, info="")
-
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        ctx.report = report
-        result = run_selector(selector, sel, ctx, count)
+        ctx = build_context(
+            selector=selector,
+            capabilities=slot.capabilities,
+            features=feats,
+            selected=earlier,
+            seed=seed,
+            device=resolve_device(device),
+            labels=lab,
+            num_classes=int(lab.max()) + 1 if lab is not None and len(lab) else 0,
+            report=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+        result = run_selection(slot, ctx, count)
         progress.update(task, completed=count)
     out_path = Path(out)
     try:

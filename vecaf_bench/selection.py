@@ -1,71 +1,33 @@
-"""The selector contract and the runner's check of what a selector returns.
+"""The engine's check of what a selector returns (count, range, uniqueness, not picked before).
 
-A selector sees a `SelectionContext`, never the test split and never the training loop. What
-it may read is declared in `uses` (labels, model, text), so that the leaderboard can say which
-information each method used and the runner can withhold the rest.
+The selector contract itself (`Capabilities`, `SelectionContext`, `Selector`) is public in
+`vecaf_bench.api`; the names that lived here before API 1.0 still import, with a warning.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import PluginError
 
-KNOWN_USES = frozenset({"labels", "model", "text"})
+_MOVED = {"SelectionContext": "SelectionContext", "Selector": "Selector", "KNOWN_USES": "USES"}
 
 
-class Selector(Protocol):
-    # what the selector reads beyond the pool features: a subset of KNOWN_USES
-    uses: frozenset[str]
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from . import api
+        from .api.deprecations import warn_once
 
-    def select(self, ctx: SelectionContext, count: int) -> Sequence[int]:
-        """`count` new pool indices, none of them in `ctx.selected`."""
-        ...
-
-
-@dataclass
-class SelectionContext:
-    features: np.ndarray  # (N, d) float32 pool features, possibly memory-mapped
-    selected: np.ndarray  # indices picked in earlier rounds (int64)
-    seed: int
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    round: int = 0
-    rounds: int = 1
-    num_classes: int = 0
-    labels: np.ndarray | None = None  # only for selectors with "labels" in `uses`
-    model: torch.nn.Module | None = None  # only for selectors with "model" in `uses`
-    # per-sample cross-entropy of `model` on pool indices (None: all); its forward passes are
-    # counted into `forward_batches` by the runner
-    per_sample_loss: Callable[[np.ndarray | None], np.ndarray] | None = None
-    trained_steps: int = 0  # optimizer steps the model has had (0: its head is untrained)
-    text: Any = None  # text features (per sample, per class) for selectors with "text" in `uses`
-    forward_batches: int = 0  # selection forward passes, counted into the summary
-    # progress callback (done, total): long selectors call it, the runner shows a bar
-    report: Callable[[int, int], None] = field(default=lambda done, total: None)
-
-    @property
-    def pool_size(self) -> int:
-        return int(self.features.shape[0])
-
-    def generator(self, device: torch.device | None = None) -> torch.Generator:
-        """A torch generator seeded from (seed, round): reproducible per run and per round."""
-        g = torch.Generator(device=device or "cpu")
-        g.manual_seed(int(self.seed) * 1_000_003 + int(self.round))
-        return g
-
-    def rng(self) -> np.random.Generator:
-        return np.random.default_rng([int(self.seed), int(self.round)])
-
-    def features_tensor(self, dtype: torch.dtype = torch.float32, normalized: bool = True) -> torch.Tensor:
-        """The pool features on the selection device; L2-normalised unless told otherwise."""
-        f = torch.from_numpy(np.array(self.features, dtype=np.float32)).to(self.device, dtype)
-        return torch.nn.functional.normalize(f, dim=1) if normalized else f
+        warn_once(
+            f"selection.{name}",
+            f"`vecaf_bench.selection.{name}` is deprecated since vecaf-bench API 1.0; "
+            f"import `{_MOVED[name]}` from vecaf_bench.api.",
+        )
+        return getattr(api, _MOVED[name])
+    raise AttributeError(f"module 'vecaf_bench.selection' has no attribute '{name}'")
 
 
 def validate_selection(plugin: str, picked: Any, count: int, pool_size: int, earlier: np.ndarray) -> np.ndarray:
@@ -103,18 +65,3 @@ def validate_selection(plugin: str, picked: Any, count: int, pool_size: int, ear
             "The run was stopped before training; fix the plugin's select()."
         )
     return arr
-
-
-@dataclass
-class RoundResult:
-    indices: np.ndarray
-    seconds: float
-    forward_batches: int
-
-
-def run_selector(name: str, selector: Selector, ctx: SelectionContext, count: int) -> RoundResult:
-    start = time.perf_counter()
-    picked = selector.select(ctx, count)
-    seconds = time.perf_counter() - start
-    arr = validate_selection(name, picked, count, ctx.pool_size, ctx.selected)
-    return RoundResult(arr, seconds, ctx.forward_batches)

@@ -57,7 +57,6 @@ checks and plans a suite; `suite_exec` runs it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -69,7 +68,7 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from .config import RunConfig, config_from_dict, load_yaml, parse_label_budget, parse_set, valid_keys
+from .config import RunConfig, config_from_dict, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
 from .errors import UserError, did_you_mean
 from .results import read_json
 
@@ -178,8 +177,7 @@ def _as_list(value: Any, key: str, source: str) -> list[Any]:
 
 
 def _nested_names() -> set[str]:
-    cfg = RunConfig()
-    return {f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))}
+    return section_names()
 
 
 def _flat(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import torch
 from timm.data import resolve_data_config
 from torch import nn
 
-from vecaf_bench.errors import UserError, unknown
 from vecaf_bench.api import hookimpl
+from vecaf_bench.errors import UserError, unknown
 
 SHIPPED_MODEL = "tf_efficientnet_lite0"
 
@@ -149,6 +149,11 @@ class TimmBackbone:
     def embed(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         m: Any = model  # a timm model: forward_features + forward_head(pre_logits=True)
         return m.forward_head(m.forward_features(images), pre_logits=True)
+
+    def classifier(self, model: nn.Module) -> nn.Module:
+        """timm's head on the pre-logit embedding: classifier(embed(x)) == model(x) in eval mode."""
+        m: Any = model
+        return m.get_classifier()
 
 
 @hookimpl

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from vecaf_bench.api import hookimpl
 from vecaf_bench.data import ArrayImages, DatasetRequest, DatasetSplits, array_fingerprint
 from vecaf_bench.datastore import DataSource, NamedDataset
 from vecaf_bench.errors import UserError
-from vecaf_bench.api import hookimpl
 
 
 @dataclass(frozen=True)

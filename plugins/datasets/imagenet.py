@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from vecaf_bench.api import hookimpl
 from vecaf_bench.data import DatasetRequest, DatasetSplits
 from vecaf_bench.datastore import (
     DataSource,
@@ -34,7 +35,6 @@ from vecaf_bench.datastore import (
     subfolders,
 )
 from vecaf_bench.errors import UserError
-from vecaf_bench.api import hookimpl
 
 IMAGENET_R_DOMAINS = [
     "art", "cartoons", "deviantart", "embroidery", "graffiti", "graphics", "origami", "paintings", "patterns",

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from vecaf_bench.errors import UserError
 from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
+from vecaf_bench.errors import UserError
 
 
 def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -59,7 +59,7 @@ class KCenterGreedy:
 
         picks: list[int] = []
         if len(ctx.selected):
-            taken = torch.as_tensor(ctx.selected, device=feats.device)
+            taken = torch.as_tensor(np.array(ctx.selected), device=feats.device)
             dmin = _min_dist_to(feats, feats[taken], self.chunk)
             dmin[taken] = -1.0  # members never win the argmax, even when every distance is 0
         else:

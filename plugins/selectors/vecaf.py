@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.errors import UserError
 from vecaf_bench.api import Capabilities, Selection, SelectionContext, hookimpl
+from vecaf_bench.errors import UserError
 from vecaf_bench_plugins.selectors.activeft import ActiveFT, map_centres_to_samples
 
 ALPHA_MODES = ("attentive", "one")

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vecaf_bench.api import hookimpl
 from vecaf_bench.config import default_cache_dir
 from vecaf_bench.data import ImageSource
 from vecaf_bench.errors import UserError, unknown
 from vecaf_bench.features import cache_key
-from vecaf_bench.api import hookimpl
 from vecaf_bench.shifts import OODSplit, ShiftRequest
 
 # ImageNet-C's 15, in its order (noise, blur, weather, digital), and its 4 extra corruptions

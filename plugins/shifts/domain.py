@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vecaf_bench.api import hookimpl
 from vecaf_bench.data import ConcatImages, DatasetSplits, ImageSource
 from vecaf_bench.errors import UserError
-from vecaf_bench.api import hookimpl
 from vecaf_bench.shifts import OODSplit, ShiftRequest, align_classes
 from vecaf_bench.text import domain_templates
 

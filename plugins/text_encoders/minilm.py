@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.errors import UserError
 from vecaf_bench.api import hookimpl
+from vecaf_bench.errors import UserError
 
 WEIGHTS = "model.safetensors"
 

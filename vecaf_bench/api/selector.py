@@ -359,7 +359,7 @@ def capabilities_of(selector: Any, name: str = "") -> Capabilities:
     if caps is None:
         from .deprecations import warn_once
 
-        uses = getattr(selector, "uses", frozenset())
+        uses: Any = getattr(selector, "uses", frozenset())
         whole = bool(getattr(selector, "takes_whole_pool", False))
         reselects = bool(getattr(selector, "reselects", False))
         args = [f"uses={set(uses)!r}" if uses else ""]

@@ -1,4 +1,4 @@
-"""Conformance checks for selector plugins: call them from your plugin's own tests.
+"""The selector conformance kit: call it from your plugin's own tests.
 
     from vecaf_bench.testing import check_selector
     from my_package.greedy import Greedy
@@ -6,40 +6,49 @@
     def test_greedy_conforms():
         check_selector(Greedy, options={"chunk": 64}, name="greedy")
 
-`check_selector` runs every check below on small synthetic pools (clustered, L2-normalisable
-float32 features from a seeded numpy RNG, with labels); each check is also public on its own.
-A failed check raises `AssertionError` whose message names the selector, the check and what
-went wrong. The pools are tiny, so a whole `check_selector` takes well under a second for a
-selector that is linear or quadratic in the pool size.
+`check_selector` runs every check below on small synthetic pools (clustered float32 features
+from a seeded numpy RNG, with labels); each check is also public on its own. A failed check
+raises `AssertionError` whose message names the selector, the check and what went wrong. The
+pools are tiny: a whole `check_selector` takes a second or two.
 
-The context is built the way the runner builds it: features are a read-only float32 array
-(the runner passes a read-only memory map), `selected` is int64, `labels` is passed only to a
-selector with "labels" in `uses`, and a selector with "model" in `uses` gets a small linear
-model over the features plus a matching `per_sample_loss`. A selector with
-`takes_whole_pool = True` (such as `full`) is asked for the whole remaining pool, as the
-runner does.
+The context is the one a real run builds: it comes from the engine's own `build_context`, holds
+only what the selector's `Capabilities` declare (an undeclared read fails with a message that
+says what to declare), and a model-using selector gets a real tiny convolutional model that
+takes *images* (8 x 8 RGB renderings of the pool, through timm's eval transform), so
+`ctx.pool_outputs()` runs the engine's forward path and a selector that feeds features to a
+model fails here, not in a run. Round 0 has an untrained head (`trained_steps == 0`); later
+rounds a head trained for a few steps on the pool.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from .errors import PluginError
-from .selection import KNOWN_USES, SelectionContext, validate_selection
+from ..api import Capabilities, SelectionContext, TextFeatures, capabilities_of
+from ..api.selector import USES
+from ..data import ArrayImages
+from ..errors import PluginError
+from ..run.outputs import outputs_provider
+from ..run.selection_round import SelectorSlot, build_context, run_selection
+from ..transforms import Normalize, eval_transform
 
 __all__ = [
     "check_selector",
+    "check_capabilities",
     "check_uses",
     "check_count_and_range",
     "check_deterministic",
+    "check_seed_used",
     "check_respects_earlier",
     "check_single_class",
     "check_whole_pool",
+    "check_round_zero",
     "make_pool",
     "make_context",
     "selector_name",
@@ -51,6 +60,8 @@ Factory = Callable[..., Any]
 POOL_SIZE = 48
 DIM = 16
 CLUSTERS = 4
+IMAGE = 8  # pixels of the tiny model's images
+TRAINED_STEPS = 8
 
 
 def make_pool(
@@ -72,19 +83,68 @@ def make_pool(
     return feats.astype(np.float32), labels.astype(np.int64)
 
 
-class _LinearProbe(torch.nn.Module):
-    """A stand-in model for selectors with "model" in `uses`: logits of pool features."""
+# -- the tiny real model ---------------------------------------------------------------------------
+class _TinyNet(nn.Module):
+    """Images -> conv -> pooled 8-d embedding -> linear head, with dropout before the head."""
 
-    def __init__(self, dim: int, num_classes: int, seed: int) -> None:
+    def __init__(self, num_classes: int) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.fc = torch.nn.Linear(dim, num_classes)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(self.fc.weight.shape, generator=g) * 0.1)
-            self.fc.bias.zero_()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
+        return self.head(self.embed(x))
+
+
+class _TinyBackbone:
+    name = "kit-tiny"
+    fingerprint = "kit-tiny"
+    data_config: dict[str, Any] = {
+        "input_size": (3, IMAGE, IMAGE),
+        "interpolation": "bilinear",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.25, 0.25, 0.25),
+        "crop_pct": 1.0,
+    }
+
+    def embed(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        assert isinstance(model, _TinyNet)
+        return model.embed(images)
+
+    def classifier(self, model: nn.Module) -> nn.Module:
+        assert isinstance(model, _TinyNet)
+        return model.head
+
+
+def _images(features: np.ndarray) -> ArrayImages:
+    """The pool rendered as 8 x 8 RGB images: a fixed projection of each feature row."""
+    proj = np.random.default_rng(1234).normal(size=(features.shape[1], IMAGE * IMAGE * 3)) / np.sqrt(features.shape[1])
+    z = np.asarray(features, dtype=np.float64) @ proj
+    pixels = (255.0 / (1.0 + np.exp(-z))).astype(np.uint8).reshape(-1, IMAGE, IMAGE, 3)
+    labels = np.zeros(len(pixels), dtype=np.int64)  # the forward path never reads them
+    return ArrayImages(pixels, labels, f"kit-{len(pixels)}")
+
+
+@functools.lru_cache(maxsize=16)
+def _model(key: bytes, shape: tuple[int, int], num_classes: int, seed: int, trained: bool) -> _TinyNet:
+    features = np.frombuffer(key[: shape[0] * shape[1] * 4], dtype=np.float32).reshape(shape)
+    labels = np.frombuffer(key[shape[0] * shape[1] * 4 :], dtype=np.int64)
+    torch.manual_seed(seed)
+    net = _TinyNet(num_classes)
+    if trained:  # a few full-batch steps on the pool: a head that has learnt something
+        images, t = _images(features), eval_transform(_TinyBackbone.data_config)
+        x = Normalize(_TinyBackbone.data_config, torch.device("cpu"))(
+            torch.stack([torch.from_numpy(np.asarray(t(images.image(i)))) for i in range(len(images))])
+        )
+        opt = torch.optim.SGD(net.parameters(), lr=0.5)
+        for _ in range(TRAINED_STEPS):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), torch.as_tensor(labels)).backward()
+            opt.step()
+    return net.eval()
 
 
 def make_context(
@@ -96,44 +156,45 @@ def make_context(
     seed: int = 0,
     round: int = 0,
     rounds: int = 1,
+    name: str | None = None,
 ) -> SelectionContext:
-    """A `SelectionContext` as the runner builds it, giving the selector only what it `uses`."""
-    uses = frozenset(getattr(selector, "uses", frozenset()))
-    feats = np.array(features, dtype=np.float32, copy=True)
-    feats.setflags(write=False)
-    num_classes = int(labels.max()) + 1 if len(labels) else 0
-    ctx = SelectionContext(
-        features=feats,
+    """A context as the runner builds it (the engine's `build_context`), with only what the
+    selector's capabilities declare. Round 0 has an untrained head, later rounds a trained one."""
+    name = name or type(selector).__name__
+    caps = capabilities_of(selector, name)
+    num_classes = max(int(labels.max()) + 1 if len(labels) else 1, 1)
+    trained = round > 0
+    outputs = model = None
+    if "model" in caps.uses:
+        feats32 = np.ascontiguousarray(features, dtype=np.float32)
+        key = feats32.tobytes() + np.ascontiguousarray(labels, dtype=np.int64).tobytes()
+        model = _model(key, feats32.shape, num_classes, seed, trained)
+        cfg = _TinyBackbone.data_config
+        outputs = outputs_provider(
+            model, _TinyBackbone(), _images(feats32), eval_transform(cfg), Normalize(cfg, torch.device("cpu")),
+            16, 0, seed, round,
+        )
+    text = None
+    if "text" in caps.uses:  # class-prompt-like text: one random unit vector per class
+        rng = np.random.default_rng(seed + 17)
+        per_class = rng.normal(size=(num_classes, 8)).astype(np.float32)
+        per_class /= np.linalg.norm(per_class, axis=1, keepdims=True)
+        text = TextFeatures(per_sample=per_class[labels], per_class=per_class)
+    return build_context(
+        selector=name,
+        capabilities=caps,
+        features=np.array(features, dtype=np.float32, copy=True),
         selected=np.asarray(selected, dtype=np.int64),
         seed=seed,
         round=round,
         rounds=rounds,
         num_classes=num_classes,
-        labels=np.array(labels, dtype=np.int64) if "labels" in uses else None,
+        trained_steps=TRAINED_STEPS if trained else 0,
+        labels=np.asarray(labels, dtype=np.int64) if "labels" in caps.uses else None,
+        text=text,
+        outputs=outputs,
+        model=model,
     )
-    if "model" in uses:
-        model = _LinearProbe(feats.shape[1], max(num_classes, 1), seed).eval()
-        ctx.model = model
-        target = torch.as_tensor(labels, dtype=torch.long)
-
-        def per_sample_loss(idx: np.ndarray | None = None) -> np.ndarray:
-            if idx is None:
-                idx = np.arange(len(feats))
-            idx_t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
-            with torch.no_grad():
-                logits = model(torch.from_numpy(np.array(feats[idx_t.numpy()])))
-                loss = torch.nn.functional.cross_entropy(logits, target[idx_t], reduction="none")
-            return loss.numpy()
-
-        ctx.per_sample_loss = per_sample_loss
-        ctx.trained_steps = 1  # the stand-in model counts as trained: loss-based paths run
-    if "text" in uses:
-        # class-prompt-like text: one random unit vector per class, shared by its samples
-        rng = np.random.default_rng(seed + 17)
-        per_class = rng.normal(size=(max(num_classes, 1), 8)).astype(np.float32)
-        per_class /= np.linalg.norm(per_class, axis=1, keepdims=True)
-        ctx.text = SimpleNamespace(per_sample=per_class[labels], per_class=per_class, shared_space=False)
-    return ctx
 
 
 def selector_name(factory: Factory, name: str | None = None) -> str:
@@ -149,64 +210,83 @@ def _build(factory: Factory, options: Mapping[str, Any] | None, name: str) -> An
         ) from e
 
 
-def _whole_pool(selector: Any) -> bool:
-    return bool(getattr(selector, "takes_whole_pool", False))
+def _caps(selector: Any, name: str) -> Capabilities:
+    try:
+        return capabilities_of(selector, name)
+    except PluginError as e:
+        raise AssertionError(f"selector '{name}' failed check 'capabilities': {e}") from None
 
 
 def _select(selector: Any, name: str, check: str, ctx: SelectionContext, count: int) -> np.ndarray:
-    """Run select() and the runner's own validation; any failure becomes an AssertionError."""
+    """The engine's run_selection (select() and its validation); any failure is an AssertionError."""
     earlier = np.array(ctx.selected, copy=True)
     where = f"pool {ctx.pool_size}, count {count}, {len(earlier)} earlier picks, seed {ctx.seed}, round {ctx.round}"
+    slot = SelectorSlot(name, selector, _caps(selector, name))
     try:
-        picked = selector.select(ctx, count)
-    except Exception as e:
-        raise AssertionError(
-            f"selector '{name}' failed check '{check}': select() raised {type(e).__name__}: {e} ({where})"
-        ) from e
-    try:
-        arr = validate_selection(name, picked, count, ctx.pool_size, earlier)
+        picked = run_selection(slot, ctx, count)
     except PluginError as e:
-        raise AssertionError(f"check '{check}' failed: {e} ({where})") from None
-    if not np.array_equal(np.asarray(ctx.selected), earlier):
-        raise AssertionError(
-            f"selector '{name}' failed check '{check}': select() modified ctx.selected in place ({where})"
-        )
-    return arr
+        cause = e.__cause__
+        if cause is not None and not isinstance(cause, PluginError):
+            raise AssertionError(
+                f"selector '{name}' failed check '{check}': select() raised {type(cause).__name__}: {cause} ({where})"
+            ) from cause
+        raise AssertionError(f"selector '{name}' failed check '{check}': {e} ({where})") from None
+    return picked.indices
 
 
-def _count(selector: Any, pool_size: int, earlier: int, wanted: int) -> int:
+def _count(selector: Any, name: str, pool_size: int, earlier: int, wanted: int) -> int:
     """The count the runner would ask for: the rest of the pool for a whole-pool selector."""
-    return pool_size - earlier if _whole_pool(selector) else min(wanted, pool_size - earlier)
+    return pool_size - earlier if _caps(selector, name).whole_pool else min(wanted, pool_size - earlier)
 
 
 # -- the checks --------------------------------------------------------------------------------
-def check_uses(factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None) -> None:
-    """`uses` is a set of known names (labels, model, text)."""
+def check_capabilities(
+    factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None
+) -> None:
+    """`capabilities` is a `Capabilities` with known uses, and there is a select(ctx, count)."""
     name = selector_name(factory, name)
     selector = _build(factory, options, name)
-    uses: Any = getattr(selector, "uses", frozenset())
+    uses: Any = getattr(selector, "capabilities", None)
+    uses = uses.uses if isinstance(uses, Capabilities) else getattr(selector, "uses", frozenset())
     if isinstance(uses, str) or not all(isinstance(u, str) for u in uses):
-        raise AssertionError(f"selector '{name}' failed check 'uses': `uses` must be a set of strings, got {uses!r}")
-    unknown = sorted(set(uses) - KNOWN_USES)
+        raise AssertionError(
+            f"selector '{name}' failed check 'capabilities': uses must be a set of strings, got {uses!r}"
+        )
+    unknown = sorted(set(uses) - USES)
     if unknown:
         raise AssertionError(
-            f"selector '{name}' failed check 'uses': unknown uses {unknown}; known: {sorted(KNOWN_USES)}"
+            f"selector '{name}' failed check 'capabilities': unknown uses {unknown}; known: {sorted(USES)}"
         )
+    _caps(selector, name)
     if not callable(getattr(selector, "select", None)):
-        raise AssertionError(f"selector '{name}' failed check 'uses': it has no select(ctx, count) method")
+        raise AssertionError(f"selector '{name}' failed check 'capabilities': it has no select(ctx, count) method")
+
+
+check_uses = check_capabilities  # its name before API 1.0
 
 
 def check_count_and_range(
     factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None
 ) -> None:
-    """Exactly `count` unique integer indices inside the pool, for a few counts and seeds."""
+    """Exactly `count` unique integer indices inside the pool, for a few counts, seeds and rounds."""
     name = selector_name(factory, name)
     feats, labels = make_pool(seed=1)
     n = len(feats)
-    for count, seed in ((1, 0), (5, 1), (n // 3, 2)):
+    for count, seed, rnd in ((1, 0, 0), (5, 1, 1), (n // 3, 2, 1)):
         selector = _build(factory, options, name)
-        c = _count(selector, n, 0, count)
-        _select(selector, name, "count and range", make_context(selector, feats, labels, seed=seed), c)
+        c = _count(selector, name, n, 0, count)
+        ctx = make_context(selector, feats, labels, seed=seed, round=rnd, rounds=2, name=name)
+        _select(selector, name, "count and range", ctx, c)
+
+
+def check_round_zero(factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+    """Round 0: no earlier picks and, for a model-using selector, an untrained head."""
+    name = selector_name(factory, name)
+    feats, labels = make_pool(seed=7)
+    selector = _build(factory, options, name)
+    count = _count(selector, name, len(feats), 0, 6)
+    ctx = make_context(selector, feats, labels, seed=3, round=0, rounds=3, name=name)
+    _select(selector, name, "round 0", ctx, count)
 
 
 def check_deterministic(factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None) -> None:
@@ -218,10 +298,13 @@ def check_deterministic(factory: Factory, *, options: Mapping[str, Any] | None =
     earlier = np.sort(rng.choice(n, size=6, replace=False))
     for sel, rnd in (((), 0), (earlier, 1)):
         first = _build(factory, options, name)
-        count = _count(first, n, len(sel), 7)
+        count = _count(first, name, n, len(sel), 7)
 
         a, b, c = (
-            _select(s, name, "deterministic", make_context(s, feats, labels, selected=sel, seed=11, round=rnd), count)
+            _select(
+                s, name, "deterministic",
+                make_context(s, feats, labels, selected=sel, seed=11, round=rnd, rounds=2, name=name), count,
+            )
             for s in (first, first, _build(factory, options, name))
         )
         for what, other in (("a second call on the same instance", b), ("a fresh instance", c)):
@@ -231,6 +314,29 @@ def check_deterministic(factory: Factory, *, options: Mapping[str, Any] | None =
                     f"{len(sel)} earlier picks it returned {a.tolist()} and then, on {what}, {other.tolist()}. "
                     "Draw randomness only from ctx.rng() or ctx.generator()."
                 )
+
+
+def check_seed_used(factory: Factory, *, options: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+    """A selector that declares `randomized` (the default) must be able to give different picks
+    for different seeds: one that ignores the seed would make every seed of a suite the same run."""
+    name = selector_name(factory, name)
+    selector = _build(factory, options, name)
+    caps = _caps(selector, name)
+    if not caps.randomized or caps.whole_pool:
+        return
+    feats, labels = make_pool(n=60, clusters=6, seed=8)
+    picks = set()
+    for seed in range(6):
+        s = _build(factory, options, name)
+        ctx = make_context(s, feats, labels, seed=seed, round=1, rounds=2, name=name)
+        picks.add(tuple(sorted(_select(s, name, "seed used", ctx, 5).tolist())))
+        if len(picks) > 1:
+            return
+    raise AssertionError(
+        f"selector '{name}' failed check 'seed used': seeds 0-5 all gave the picks {sorted(picks.pop())}. "
+        "Draw randomness from ctx.rng() or ctx.generator(), or declare Capabilities(randomized=False) "
+        "if the method is deterministic."
+    )
 
 
 def check_respects_earlier(
@@ -244,8 +350,8 @@ def check_respects_earlier(
     # earlier picks: a random set, and a whole cluster (the natural next pick for many selectors)
     for earlier in (rng.choice(n, size=n // 4, replace=False), np.flatnonzero(labels == labels[0])):
         selector = _build(factory, options, name)
-        count = _count(selector, n, len(earlier), 6)
-        ctx = make_context(selector, feats, labels, selected=earlier, seed=4, round=1, rounds=3)
+        count = _count(selector, name, n, len(earlier), 6)
+        ctx = make_context(selector, feats, labels, selected=earlier, seed=4, round=1, rounds=3, name=name)
         _select(selector, name, "respects earlier picks", ctx, count)
 
 
@@ -256,8 +362,9 @@ def check_single_class(factory: Factory, *, options: Mapping[str, Any] | None = 
     n = len(feats)
     for earlier in (np.zeros(0, dtype=np.int64), np.arange(0, n, 5)):
         selector = _build(factory, options, name)
-        count = _count(selector, n, len(earlier), 8)
-        ctx = make_context(selector, feats, labels, selected=earlier, seed=5, round=int(len(earlier) > 0), rounds=2)
+        count = _count(selector, name, n, len(earlier), 8)
+        rnd = int(len(earlier) > 0)
+        ctx = make_context(selector, feats, labels, selected=earlier, seed=5, round=rnd, rounds=2, name=name)
         _select(selector, name, "single class", ctx, count)
 
 
@@ -269,22 +376,25 @@ def check_whole_pool(factory: Factory, *, options: Mapping[str, Any] | None = No
     for earlier in (np.zeros(0, dtype=np.int64), np.array([0, 3, 7, 8, 20], dtype=np.int64)):
         selector = _build(factory, options, name)
         count = n - len(earlier)
-        ctx = make_context(selector, feats, labels, selected=earlier, seed=6, round=int(len(earlier) > 0), rounds=2)
+        rnd = int(len(earlier) > 0)
+        ctx = make_context(selector, feats, labels, selected=earlier, seed=6, round=rnd, rounds=2, name=name)
         picked = _select(selector, name, "budget = remaining pool", ctx, count)
         missing = np.setdiff1d(np.setdiff1d(np.arange(n), earlier), picked)
-        if len(missing):  # implied by validate_selection; kept as a plain statement of the check
+        if len(missing):  # implied by the engine's validation; kept as a plain statement of the check
             raise AssertionError(
                 f"selector '{name}' failed check 'budget = remaining pool': did not return {missing.tolist()}"
             )
 
 
 CHECKS = (
-    check_uses,
+    check_capabilities,
+    check_round_zero,
     check_count_and_range,
     check_deterministic,
     check_respects_earlier,
     check_single_class,
     check_whole_pool,
+    check_seed_used,
 )
 
 

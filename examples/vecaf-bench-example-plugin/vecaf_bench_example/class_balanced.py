@@ -3,7 +3,8 @@
 Each pick goes to the class that has the fewest samples so far (earlier rounds included);
 ties are broken by a seeded order of the classes, and within a class the samples are taken in
 a seeded random order. Classes that run out are skipped. It reads the pool labels, so it
-declares `uses = {"labels"}` and the leaderboard reports it as a label-using method.
+declares `Capabilities(uses={"labels"})` and the leaderboard reports it as a label-using method
+(`ctx.labels` raises `UndeclaredUse` for a selector that does not declare it).
 """
 
 from __future__ import annotations
@@ -12,16 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from vecaf_bench.api import hookimpl
-from vecaf_bench.api import SelectionContext
+from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
 
 
 class ClassBalanced:
-    uses: frozenset[str] = frozenset({"labels"})
+    capabilities = Capabilities(uses={"labels"})
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
-        if ctx.labels is None:
-            raise ValueError("class_balanced needs ctx.labels (it declares uses={'labels'})")
         rng = ctx.rng()
         classes, label_idx = np.unique(np.asarray(ctx.labels), return_inverse=True)
         taken = np.zeros(ctx.pool_size, dtype=bool)

@@ -1,0 +1,50 @@
+"""What the command line prints about a finished run (the engine prints only progress)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _ood_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    grouped = {n for n, v in s.get("ood", {}).items() if v.get("group")}
+    for g, v in s.get("ood_groups", {}).items():
+        if v["top1"] is not None:
+            rows.append((f"ood {g} (mean of {v['splits']})", f"{v['top1']:.2f}% / {v['top5']:.2f}%"))
+    for n, v in s.get("ood", {}).items():
+        if n not in grouped and v["top1"] is not None:
+            rows.append((f"ood {n}", f"{v['top1']:.2f}% / {v['top5']:.2f}%"))
+    return rows
+
+
+def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
+    out = Console(emoji=False)
+    table = Table(title=f"vecaf-bench run {s['run_id']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    cold = (s.get("capabilities") or {}).get("cold_start")
+    rows = [
+        ("selector", f"{s['selector']} (uses: {', '.join(s['uses']) or 'features only'})"
+         + (f", round 0 by {cold}" if cold else "")),
+        ("dataset", f"{s['dataset']}: pool {s['pool_size']}, test {s['test_size']}, {s['num_classes']} classes"),
+        ("backbone", f"{s['backbone']} @ {s['image_size'] or 'default'} px on {s['device']}"),
+        ("label budget", f"{s['label_budget']} images ({s['label_budget_requested']})"),
+        ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
+        ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
+        ("curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in s["curve"])),
+        *_ood_rows(s),
+        ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"),
+        (
+            "features",
+            f"{'cache hit' if s['features'].get('cached') else 'extracted'} in {s['features']['seconds']:.1f} s",
+        ),
+        ("wall time", f"{s['wall_seconds']:.1f} s"),
+        ("results", str(run_dir)),
+    ]
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
