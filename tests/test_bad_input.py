@@ -153,3 +153,12 @@ def test_plugin_breaking_the_selector_contract_is_named(cli, tmp_path, monkeypat
 def test_plugin_module_that_does_not_import(cli, tmp_path):
     assert_user_error(cli("run", "--plugin", "no_such_module_xyz", "--out", tmp_path),
                       "--plugin 'no_such_module_xyz' could not be imported")
+
+
+def test_batch_size_one_with_batchnorm_is_refused_before_training(cli, tmp_path):
+    r = cli("run", "--dataset", "digits", "--batch-size", "1", "--batch-budget", "2", "--image-size", "32",
+            "--out", tmp_path)
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())
+    assert "batch size 1 is too small for timm:tf_efficientnet_lite0" in text and "--batch-size 2" in text
+    assert "Traceback" not in r.output and not list(tmp_path.iterdir())  # no half-made run folder

@@ -65,3 +65,18 @@ def test_ctrl_c_then_resume_equals_uninterrupted(tmp_path, shared_cache):
 
     again = subprocess.run(_cli("run", "--resume", str(run_dir), env=env), env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_a_damaged_checkpoint_is_kept_aside_and_named(tmp_path, cli):
+    """A truncated checkpoint (a killed save, a full disk) is not torch's zip-reader traceback:
+    one paragraph that says it is damaged, where it was put, and how to start again."""
+    run_dir = tmp_path / "runs" / "r1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("selector: random\ndataset: digits\n")
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    r = cli("run", "--resume", run_dir)
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())
+    assert "is damaged" in text and "kept aside" in text and "vecaf-bench run --config" in text
+    assert "Traceback" not in r.output
+    assert not (run_dir / "checkpoint.pt").exists() and list(run_dir.glob("checkpoint.pt.damaged-*"))

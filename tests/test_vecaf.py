@@ -1,12 +1,11 @@
 """VeCAF: CEA feature augmentation, ODS weights, and the selector end to end on synthetic data."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
-from vecaf_bench.selection import SelectionContext
+from vecaf_bench.api import Capabilities, TextFeatures
+from vecaf_bench.run.selection_round import build_context
 from vecaf_bench_plugins.selectors.vecaf import VeCAF, cea_features, loss_weights, ridge_map
 
 
@@ -18,18 +17,36 @@ def _data(n=240, d=16, dt=8, k=4, seed=0):
     f /= np.linalg.norm(f, axis=1, keepdims=True)
     class_text = rng.normal(size=(k, dt))
     class_text /= np.linalg.norm(class_text, axis=1, keepdims=True)
-    text = SimpleNamespace(per_sample=class_text[labels].astype(np.float32),
-                           per_class=class_text.astype(np.float32), shared_space=False)
+    text = TextFeatures(per_sample=class_text[labels].astype(np.float32), per_class=class_text.astype(np.float32))
     return f.astype(np.float32), labels, text
 
 
+def _logits_with_loss(losses, labels, num_classes):
+    """Logits whose cross-entropy against `labels` is `losses` (0 at the label, v elsewhere)."""
+    v = np.log(np.expm1(losses.astype(np.float64)) / (num_classes - 1))
+    logits = np.repeat(v[:, None], num_classes, axis=1)
+    logits[np.arange(len(labels)), labels] = 0.0
+    return logits.astype(np.float32)
+
+
 def _ctx(f, labels, text, seed=0, losses=None, steps=0):
-    ctx = SelectionContext(features=f, selected=np.zeros(0, dtype=np.int64), seed=seed, labels=labels,
-                           num_classes=int(labels.max()) + 1, trained_steps=steps)
-    ctx.text = text
+    """The context the runner builds; the model's outputs give the per-sample losses asked for."""
+    k = int(labels.max()) + 1
+    outputs = None
     if losses is not None:
-        ctx.per_sample_loss = lambda idx=None: losses if idx is None else losses[idx]
-    return ctx
+        logits = _logits_with_loss(losses, labels, k)
+
+        def outputs(idx, what, mc, p):
+            return {"logits": logits[idx]}, 1
+
+    return build_context(selector="vecaf", capabilities=Capabilities(uses={"labels", "model", "text"}), features=f,
+                         seed=seed, labels=labels, num_classes=k, trained_steps=steps, text=text, outputs=outputs)
+
+
+def test_the_losses_reach_vecaf_through_the_model_outputs():
+    f, labels, text = _data()
+    losses = np.random.default_rng(0).gamma(1.0, size=len(f)).astype(np.float32) + 0.01
+    assert np.allclose(_ctx(f, labels, text, losses=losses, steps=1).per_sample_loss(), losses, rtol=1e-4)
 
 
 def test_eta_zero_returns_the_image_features():
@@ -70,21 +87,23 @@ def test_loss_weights_have_mean_one_and_keep_order():
 
 def test_round_zero_is_uniform_and_later_rounds_use_the_loss():
     f, labels, text = _data()
-    losses = np.random.default_rng(0).gamma(1.0, size=len(f)).astype(np.float32)
+    losses = np.random.default_rng(0).gamma(1.0, size=len(f)).astype(np.float32) + 0.01
     sel = VeCAF(iterations=20)
     first = sel.select(_ctx(f, labels, text, losses=losses, steps=0), 12)
-    assert sel.round_stats["weights"].startswith("uniform")
+    assert first.stats["weights"].startswith("uniform")
     later = sel.select(_ctx(f, labels, text, losses=losses, steps=10), 12)
-    assert sel.round_stats["weights"] == "loss" and sel.round_stats["weight_max"] > 1
-    assert len(set(first)) == len(set(later)) == 12
+    assert later.stats["weights"] == "loss" and later.stats["weight_max"] > 1
+    assert len(set(first.indices)) == len(set(later.indices)) == 12
 
 
 def test_weight_modes_select_differently_and_deterministically():
     f, labels, text = _data()
-    losses = np.random.default_rng(1).gamma(0.5, size=len(f)).astype(np.float32)
-    out = VeCAF(iterations=30, weight_mode="outside", lr=5e-3).select(_ctx(f, labels, text, 3, losses, 5), 10)
-    again = VeCAF(iterations=30, weight_mode="outside", lr=5e-3).select(_ctx(f, labels, text, 3, losses, 5), 10)
-    inside = VeCAF(iterations=30, weight_mode="inside", lr=5e-3).select(_ctx(f, labels, text, 3, losses, 5), 10)
+    losses = np.random.default_rng(1).gamma(0.5, size=len(f)).astype(np.float32) + 0.01
+
+    def pick(mode):
+        return VeCAF(iterations=30, weight_mode=mode, lr=5e-3).select(_ctx(f, labels, text, 3, losses, 5), 10).indices
+
+    out, again, inside = pick("outside"), pick("outside"), pick("inside")
     assert np.array_equal(out, again)
     assert not np.array_equal(np.sort(out), np.sort(inside))
 
@@ -100,8 +119,8 @@ def test_bad_options_are_named():
 
 def test_ensemble_of_aligned_members_is_deterministic():
     f, labels, text = _data()
-    a = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8)
-    b = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8)
+    a = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8).indices
+    b = VeCAF(iterations=10, ensemble=3, sigma=0.05).select(_ctx(f, labels, text, 4), 8).indices
     assert np.array_equal(a, b) and len(set(a.tolist())) == 8
     from vecaf_bench.errors import UserError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ def _ood_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
+    """The one-screen summary; under torchrun only rank 0 prints it."""
+    if int(os.environ.get("RANK", "0")) != 0:  # the process group is closed by now: torchrun's variable
+        return
     out = Console(emoji=False)
     table = Table(title=f"vecaf-bench run {s['run_id']}", show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -84,6 +84,9 @@ class DataSource:
     layout: str  # what the folder holds, for messages ("one folder per WordNet id")
     archives: tuple[str, ...] = ()  # official archive URLs; the first is `data prepare`'s default
     note: str = ""  # anything else the user must know (ImageNet's flat val)
+    # MD5s of the official archives by file name, read when an archive is checked (the plugin
+    # takes them from where they are published, e.g. torchvision's records), or None
+    checksums: Callable[[], Mapping[str, str]] | None = None
 
     def candidates(self, data_root: Path) -> list[Path]:
         return [data_root / f for f in self.folders]
@@ -460,19 +463,6 @@ class Prepared:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def known_md5(filename: str) -> str | None:
-    """The MD5 of an official archive as torchvision records it (CIFAR, ImageNet-1k), or None.
-    Read from the installed torchvision, never copied here."""
-    try:
-        from torchvision.datasets import CIFAR10, CIFAR100
-        from torchvision.datasets.imagenet import ARCHIVE_META
-    except Exception:
-        return None
-    known = {CIFAR10.filename: CIFAR10.tgz_md5, CIFAR100.filename: CIFAR100.tgz_md5}
-    known.update({f: md5 for f, md5 in ARCHIVE_META.values()})
-    return known.get(filename)
-
-
 def _is_url(text: str) -> bool:
     return urllib.parse.urlparse(text).scheme in ("http", "https", "ftp", "file")
 
@@ -704,7 +694,7 @@ def prepare_dataset(
                 _hash_file(archive, hashes, console)
             result.file, result.size = archive.name, hashes.size
             result.sha256, result.md5 = hashes.sha256.hexdigest(), hashes.md5.hexdigest()
-            result.verified = _verify(archive.name, result, expected_sha, root)
+            result.verified = _verify(archive.name, result, expected_sha, root, source)
             _unpack(archive, tmp / "unpacked", console)
             if archive.parent == tmp:
                 archive.unlink()  # the download is not kept: the manifest records its checksums
@@ -723,7 +713,7 @@ def prepare_dataset(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verify(filename: str, result: Prepared, expected_sha: str | None, root: Path) -> str:
+def _verify(filename: str, result: Prepared, expected_sha: str | None, root: Path, source: DataSource) -> str:
     if expected_sha is not None:
         if result.sha256 != expected_sha:
             raise UserError(
@@ -732,7 +722,10 @@ def _verify(filename: str, result: Prepared, expected_sha: str | None, root: Pat
                 f"changed under {root}."
             )
         return "sha256 matches --sha256"
-    md5 = known_md5(filename)
+    try:
+        md5 = dict(source.checksums()).get(filename) if source.checksums is not None else None
+    except Exception:  # the package that records them is missing or changed: nothing to compare with
+        md5 = None
     if md5 is not None:
         if result.md5 != md5:
             raise UserError(

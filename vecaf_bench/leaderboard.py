@@ -44,7 +44,6 @@ from rich.table import Table
 
 from .errors import UserError
 
-REFERENCE = "full"
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -367,7 +366,7 @@ def build_board(records: Sequence[Record], target: float | None = None) -> Board
     reference: dict[str, list[Record]] = {}
     ref_keys = set()
     for ds in datasets:
-        fulls = [k for k in groups if k[0] == ds and k[3] == REFERENCE]
+        fulls = [k for k in groups if k[0] == ds and any(r.whole_pool for r in groups[k].values())]
         if fulls:
             key = max(fulls, key=lambda k: k[2])  # the full group with the most batches
             ref_keys.add(key)
@@ -376,7 +375,7 @@ def build_board(records: Sequence[Record], target: float | None = None) -> Board
             targets[ds] = (float(target), "--target")
         elif ds in reference:
             recs = reference[ds]
-            targets[ds] = (float(np.mean([r.top1 for r in recs])), f"{REFERENCE}'s final mean over {len(recs)} seed(s)")
+            targets[ds] = (float(np.mean([r.top1 for r in recs])), f"{recs[0].selector}'s final mean over {len(recs)} seed(s)")
     ref_steps: dict[str, int | None] = {}
     for ds, recs in reference.items():
         if ds in targets:
@@ -413,7 +412,7 @@ def build_board(records: Sequence[Record], target: float | None = None) -> Board
                 label_budget=budget,
                 label_budget_requested=recs[0].label_budget_requested,
                 batch_budget=batches,
-                whole_pool=recs[0].whole_pool or name == REFERENCE,
+                whole_pool=recs[0].whole_pool,
                 seeds=[r.seed for r in recs],
                 top1=top1,
                 mean=float(np.mean(top1)),

@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .leaderboard import REFERENCE, Board, mean_curve
+from .leaderboard import Board, mean_curve
 
 
 def _colours(board: Board) -> dict[str, Any]:
     import matplotlib
 
-    names = sorted({r.selector for r in board.rows if r.selector != REFERENCE})
+    names = sorted({r.selector for r in board.rows if not r.whole_pool})
     cmap = matplotlib.colormaps["tab10"]
     out: dict[str, Any] = {n: cmap(i % 10) for i, n in enumerate(names)}
-    out[REFERENCE] = "black"
+    out.update({r.selector: "black" for r in board.rows if r.whole_pool})
     return out
 
 
@@ -131,7 +131,7 @@ def plot_budget_sweep(board: Board, path: str | Path) -> Path | None:
                         capsize=3, color=colours.get(sel, "grey"), label=label)
         for r in rows:
             if r.reference:
-                ax.axhline(r.mean, ls=":", color="black", lw=1.2, label=f"{REFERENCE} ({r.mean:.1f}%)")
+                ax.axhline(r.mean, ls=":", color="black", lw=1.2, label=f"{r.selector} ({r.mean:.1f}%)")
         if budgets[-1] / max(budgets[0], 1) >= 10:
             ax.set_xscale("log")
         ax.set_xticks(budgets)

@@ -231,12 +231,13 @@ _GRID_HOME = {"selector": "selectors", "dataset": "datasets", "label_budget": "l
 def _default_whole_pool(plugins: list[str]) -> Callable[[str], bool]:
     """Asks the selector registry (installed plugins + `plugins`) whether a selector takes the whole pool;
     an unknown name gets the registry's message with the known ones."""
+    from .api import capabilities_of
     from .pluginmanager import PluginHost
 
     host = PluginHost(plugins)
 
     def whole_pool(name: str) -> bool:
-        return bool(getattr(host.selectors().get(name).factory, "takes_whole_pool", False))
+        return capabilities_of(host.selectors().get(name).factory, name).whole_pool
 
     return whole_pool
 

@@ -17,8 +17,7 @@ import torch
 from timm.data import resolve_data_config
 from torch import nn
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.errors import UserError, unknown
+from vecaf_bench.api import UserError, hookimpl, unknown
 
 SHIPPED_MODEL = "tf_efficientnet_lite0"
 

@@ -24,10 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.data import ArrayImages, DatasetRequest, DatasetSplits, array_fingerprint
-from vecaf_bench.datastore import DataSource, NamedDataset
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import (
+    ArrayImages,
+    DatasetRequest,
+    DatasetSplits,
+    DataSource,
+    NamedDataset,
+    UserError,
+    array_fingerprint,
+    hookimpl,
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,15 @@ def _source(layout: CifarLayout) -> DataSource:
         homepage=HOMEPAGE,
         archives=(f"https://www.cs.toronto.edu/~kriz/{layout.archive}",),
         layout=f"the python version of {short.upper()} ({layout.archive}, or its {layout.folder}/ folder)",
+        checksums=_official_md5s,
     )  # fmt: skip
+
+
+def _official_md5s() -> dict[str, str]:
+    """The official archives' MD5s as torchvision records them (read from it, never copied here)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return {CIFAR10.filename: CIFAR10.tgz_md5, CIFAR100.filename: CIFAR100.tgz_md5}
 
 
 @hookimpl

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.data import ArrayImages, DatasetRequest, DatasetSplits, array_fingerprint, stratified_split
+from vecaf_bench.api import ArrayImages, DatasetRequest, DatasetSplits, array_fingerprint, hookimpl, stratified_split
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # digits are not mirror-symmetric and have no colour: keep crops mild, no flips, no jitter

@@ -13,10 +13,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.data import DatasetRequest, DatasetSplits
-from vecaf_bench.datastore import IMAGE_SUFFIXES, SPLIT_SEED, index_folders, report_corrupt, split_index, subfolders
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import (
+    IMAGE_SUFFIXES,
+    SPLIT_SEED,
+    DatasetRequest,
+    DatasetSplits,
+    UserError,
+    hookimpl,
+    index_folders,
+    report_corrupt,
+    split_index,
+    subfolders,
+)
 
 TEST_DIRS = ("val", "test")
 

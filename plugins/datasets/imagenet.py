@@ -23,18 +23,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.data import DatasetRequest, DatasetSplits
-from vecaf_bench.datastore import (
+from vecaf_bench.api import (
+    DatasetRequest,
+    DatasetSplits,
     DataSource,
     FileIndex,
     NamedDataset,
+    UserError,
+    hookimpl,
     index_folders,
     report_corrupt,
     split_index,
     subfolders,
 )
-from vecaf_bench.errors import UserError
 
 IMAGENET_R_DOMAINS = [
     "art", "cartoons", "deviantart", "embroidery", "graffiti", "graphics", "origami", "paintings", "patterns",
@@ -227,6 +228,13 @@ def _a_wnids() -> tuple[str, ...]:
     return imagenet_subset("imagenet-a")[0]
 
 
+def _ilsvrc_md5s() -> dict[str, str]:
+    """ILSVRC2012's archive MD5s as torchvision records them (read from it, never copied here)."""
+    from torchvision.datasets.imagenet import ARCHIVE_META
+
+    return {f: md5 for f, md5 in ARCHIVE_META.values()}
+
+
 SOURCES = {
     "imagenet": DataSource(
         name="imagenet",
@@ -247,6 +255,7 @@ SOURCES = {
             "tar per class, to unpack into train/<wnid>/. Then prepare the folder (--from DIR, or --from DIR --link "
             "to link it instead of copying 150 GB)."
         ),
+        checksums=_ilsvrc_md5s,
     ),  # fmt: skip
     "imagenet-r": DataSource(
         name="imagenet-r",

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import Capabilities, SelectionContext, UserError, hookimpl
 
 
 def _pad_rows(n: int, multiple: int = 128) -> int:

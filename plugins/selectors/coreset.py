@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vecaf_bench.api import Capabilities, SelectionContext, hookimpl
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import Capabilities, SelectionContext, UserError, hookimpl
 
 
 def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:

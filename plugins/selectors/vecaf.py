@@ -25,8 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.api import Capabilities, Selection, SelectionContext, hookimpl
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import Capabilities, Selection, SelectionContext, UserError, hookimpl
 from vecaf_bench_plugins.selectors.activeft import ActiveFT, map_centres_to_samples
 
 ALPHA_MODES = ("attentive", "one")
@@ -130,7 +129,7 @@ class VeCAF(ActiveFT):
         if not getattr(ctx.text, "shared_space", False):
             w = ridge_map(F.normalize(text, dim=1), feats, self.ridge)
             text, class_text = F.normalize(text, dim=1) @ w, F.normalize(class_text, dim=1) @ w
-        labels = torch.as_tensor(np.asarray(ctx.labels), dtype=torch.long, device=feats.device)
+        labels = torch.as_tensor(np.array(ctx.labels), dtype=torch.long, device=feats.device)
         gen = ctx.generator()
         if self._member:  # each ensemble member draws its own CEA noise
             gen.manual_seed(gen.initial_seed() + 7919 * self._member)

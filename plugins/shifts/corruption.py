@@ -37,12 +37,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.config import default_cache_dir
-from vecaf_bench.data import ImageSource
-from vecaf_bench.errors import UserError, unknown
-from vecaf_bench.features import cache_key
-from vecaf_bench.shifts import OODSplit, ShiftRequest
+from vecaf_bench.api import (
+    ImageSource,
+    OODSplit,
+    ShiftRequest,
+    UserError,
+    cache_key,
+    default_cache_dir,
+    hookimpl,
+    unknown,
+)
 
 # ImageNet-C's 15, in its order (noise, blur, weather, digital), and its 4 extra corruptions
 STANDARD: tuple[str, ...] = (
@@ -323,7 +327,7 @@ def build_all(splits: Sequence[CorruptedImages], root: Path, console: Any = None
     """Build the splits that are not cached yet, with one progress bar; returns what was done."""
     from rich.console import Console
 
-    from vecaf_bench.progress import make_progress
+    from vecaf_bench.api import make_progress
 
     console = console or Console(stderr=True, emoji=False)
     todo = [s for s in splits if not s.cached()]

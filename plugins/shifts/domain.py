@@ -20,11 +20,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.data import ConcatImages, DatasetSplits, ImageSource
-from vecaf_bench.errors import UserError
-from vecaf_bench.shifts import OODSplit, ShiftRequest, align_classes
-from vecaf_bench.text import domain_templates
+from vecaf_bench.api import (
+    ConcatImages,
+    DatasetSplits,
+    ImageSource,
+    OODSplit,
+    ShiftRequest,
+    UserError,
+    align_classes,
+    domain_templates,
+    hookimpl,
+)
 
 
 def loader_made_split(other: DatasetSplits) -> bool:

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import UserError, hookimpl
 
 WEIGHTS = "model.safetensors"
 

@@ -20,8 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.errors import UserError, unknown
+from vecaf_bench.api import UserError, hookimpl, unknown
 
 RANDOM = ("", "none", "random")
 RANDOM_SEED = 0

@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vecaf_bench.api import hookimpl
-from vecaf_bench.config import RunConfig
-from vecaf_bench.errors import UserError
+from vecaf_bench.api import RunConfig, UserError, hookimpl
 
 
 def wandb_mode(config: RunConfig) -> str:

@@ -21,6 +21,9 @@ between releases, this module changes only with `API_VERSION` and the README's c
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import pluggy
 
 from ..data import (
@@ -34,7 +37,7 @@ from ..data import (
     array_fingerprint,
     stratified_split,
 )
-from ..errors import PluginError, UserError
+from ..errors import PluginError, UserError, did_you_mean, unknown
 from ..shifts import OODSplit, ShiftRequest, align_classes
 from .deprecations import VecafBenchDeprecationWarning
 from .plugins import (
@@ -52,6 +55,7 @@ from .selector import (
     OUTPUTS,
     USES,
     Capabilities,
+    OutputsProvider,
     Picks,
     PoolOutputs,
     Selection,
@@ -61,6 +65,32 @@ from .selector import (
     UndeclaredUse,
     capabilities_of,
 )
+
+#: Helpers for plugin authors that live in the engine, loaded on first use (they import torch,
+#: pydantic or the data store, which a selector author's `import vecaf_bench.api` should not pay for).
+_LAZY = {
+    "RunConfig": "vecaf_bench.config",
+    "default_cache_dir": "vecaf_bench.config",
+    "cache_key": "vecaf_bench.features",
+    "make_progress": "vecaf_bench.progress",
+    "domain_templates": "vecaf_bench.text",
+    "DataSource": "vecaf_bench.datastore",
+    "FileIndex": "vecaf_bench.datastore",
+    "NamedDataset": "vecaf_bench.datastore",
+    "IMAGE_SUFFIXES": "vecaf_bench.datastore",
+    "SPLIT_SEED": "vecaf_bench.datastore",
+    "index_folders": "vecaf_bench.datastore",
+    "report_corrupt": "vecaf_bench.datastore",
+    "split_index": "vecaf_bench.datastore",
+    "subfolders": "vecaf_bench.datastore",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vecaf_bench.api' has no attribute '{name}'")
+
 
 #: The plugin API's version: the major part changes when a plugin written for it would break.
 API_VERSION = "1.0"
@@ -86,6 +116,7 @@ __all__ = [
     "FileImages",
     "ImageSource",
     "OODSplit",
+    "OutputsProvider",
     "Picks",
     "PluginError",
     "PoolOutputs",
@@ -109,6 +140,9 @@ __all__ = [
     "align_classes",
     "array_fingerprint",
     "capabilities_of",
+    "did_you_mean",
+    "unknown",
+    *_LAZY,
     "hookimpl",
     "stratified_split",
 ]

@@ -167,12 +167,19 @@ class SelectionContext:
         """Forward batches spent on model outputs in this round (counted into selection compute)."""
         return self._meter.forward_batches
 
+    def unselected(self) -> np.ndarray:
+        """The pool indices not picked in earlier rounds, ascending: the candidates of this round."""
+        return np.setdiff1d(np.arange(self.pool_size, dtype=np.int64), self.selected)
+
     def rng(self) -> np.random.Generator:
-        """A numpy generator seeded from (seed, round): reproducible per run and round."""
+        """A numpy generator seeded from (seed, round): reproducible per run and round.
+
+        Each call returns a *fresh* generator with the same seed: call it once per select() and
+        draw everything from that one, or two draws will repeat each other."""
         return np.random.default_rng([int(self.seed), int(self.round)])
 
     def generator(self, device: Any = None) -> torch.Generator:
-        """A torch generator seeded from (seed, round)."""
+        """A torch generator seeded from (seed, round); fresh on each call, as `rng()`."""
         import torch
 
         g = torch.Generator(device=device or "cpu")
@@ -262,8 +269,8 @@ class SelectionContext:
             indices=idx,
             logits=got.get("logits") if "logits" in want else None,
             probs=got.get("probs") if "probs" in want else None,
-            embeddings=got.get("embeddings"),
-            mc_probs=got.get("mc_probs"),
+            embeddings=got.get("embeddings") if "embeddings" in want else None,
+            mc_probs=got.get("mc_probs") if mc_dropout else None,
             trained_steps=self.trained_steps,
         )
 

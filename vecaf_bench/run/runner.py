@@ -93,6 +93,7 @@ class _Run:
     hook: Any
     ckpt: dict[str, Any] | None
     wall_start: float
+    model: torch.nn.Module
     t_split: list[int] = field(default_factory=list)
     b_split: list[int] = field(default_factory=list)
     sel_rounds: list[np.ndarray] = field(default_factory=list)
@@ -174,6 +175,7 @@ class Runner:
             raise UserError(f"torchrun started {rank.world} processes for a pool of {pool_size} images; use fewer.")
         whole = slot.capabilities.whole_pool
         label_budget = pool_size if whole else resolve_label_budget(cfg.label_budget, pool_size)
+        model = self._model(backbone, splits, device)  # before the run folder: a bad batch size leaves nothing
         ckpt = None
         if run_dir is not None:
             ckpt = RunFiles(run_dir).load_checkpoint()
@@ -198,7 +200,7 @@ class Runner:
         trackers = [(e.name, e.factory(cfg, run_dir)) for e in tracker_factories] if rank.main else []
         run = _Run(
             info, RunFiles(run_dir, writer=rank.main), slot, cold, backbone, splits, ood, device,
-            host.hook if rank.main else NoHooks(), ckpt, wall,
+            host.hook if rank.main else NoHooks(), ckpt, wall, model,
         )
         try:
             for name, t in trackers:
@@ -253,7 +255,7 @@ class Runner:
         t_eval = eval_transform(dcfg)
         t_train = train_transform(dcfg, cfg.train.augment, splits.augment)
         eval_bs = max(cfg.batch_size, 64)
-        model = self._model(run)
+        model = run.model
         run.files.event(
             "resume" if run.info.resumed else "start",
             run_id=run.info.run_id,
@@ -288,19 +290,19 @@ class Runner:
         interrupted = self._rounds(run, feats, trainer, evaluator, outputs)
         return self._finish(run, trainer, evaluator, feature_info, interrupted)
 
-    def _model(self, run: _Run) -> torch.nn.Module:
+    def _model(self, backbone: Any, splits: DatasetSplits, device: torch.device) -> torch.nn.Module:
         cfg = self.cfg
         seed_everything(cfg.seed)
-        model = run.backbone.create_model(run.splits.num_classes, drop_path=cfg.train.drop_path)
+        model = backbone.create_model(splits.num_classes, drop_path=cfg.train.drop_path)
         check_batch_norm(model, cfg.batch_size, self.rank.world, cfg.backbone)
         if self.rank.active:  # batch statistics of the global batch, on GPUs and on the CPU
-            model, per_rank_bn = sync_batchnorm.convert(model, run.device.type)
+            model, per_rank_bn = sync_batchnorm.convert(model, device.type)
             if per_rank_bn:
                 self.console.print(
                     f"[yellow]torchrun: {len(per_rank_bn)} BatchNorm layer(s) of a kind that cannot be synchronised "
                     f"({per_rank_bn[0]}, …) normalise each process's slice of the batch."
                 )
-        return model.to(run.device)
+        return model.to(device)
 
     def _rounds(
         self, run: _Run, feats: np.ndarray | None, trainer: Trainer, evaluator: Evaluator, parts: tuple[Any, ...]

@@ -39,6 +39,7 @@ from ..run.selection_round import SelectorSlot, build_context, run_selection
 from ..transforms import Normalize, eval_transform
 
 __all__ = [
+    "build_context",
     "check_selector",
     "check_capabilities",
     "check_uses",
@@ -142,7 +143,7 @@ def _model(key: bytes, shape: tuple[int, int], num_classes: int, seed: int, trai
         opt = torch.optim.SGD(net.parameters(), lr=0.5)
         for _ in range(TRAINED_STEPS):
             opt.zero_grad()
-            nn.functional.cross_entropy(net(x), torch.as_tensor(labels)).backward()
+            nn.functional.cross_entropy(net(x), torch.as_tensor(np.array(labels))).backward()
             opt.step()
     return net.eval()
 
