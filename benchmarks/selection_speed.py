@@ -57,8 +57,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from vecaf_bench.api import SelectionContext  # noqa: E402
 from vecaf_bench.device import resolve_device  # noqa: E402
-from vecaf_bench.selection import SelectionContext  # noqa: E402
 from vecaf_bench_plugins.selectors.activeft import (  # noqa: E402
     ActiveFT,
     loss_and_grad,

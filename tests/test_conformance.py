@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vecaf_bench.pluginmanager import PluginHost
 from vecaf_bench.api import SelectionContext
+from vecaf_bench.pluginmanager import PluginHost
 from vecaf_bench.testing import (
     check_count_and_range,
     check_deterministic,

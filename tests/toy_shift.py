@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecaf_bench.data import ArrayImages
 from vecaf_bench.api import hookimpl
+from vecaf_bench.data import ArrayImages
 from vecaf_bench.shifts import OODSplit, ShiftRequest, align_classes
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -86,8 +86,8 @@ def run(
     resume: str | None = typer.Option(None, help="Continue an interrupted run from its folder."),
 ) -> None:
     """Select, finetune and evaluate once; print the result and write it under --out."""
-    from .config import build_config
     from .cli_output import print_run_summary
+    from .config import build_config
     from .runner import Runner
 
     if resume:

@@ -17,12 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .data import ImageSource
 from .results import atomic_path, write_text_atomic
-from .seeding import loader_generator
-from .transforms import Normalize, TransformedImages
+from .transforms import Normalize, eval_loader
 
 
 def cache_key(**parts: Any) -> str:
@@ -83,15 +81,7 @@ def extract(
     device = normalize.device
     was_training = model.training
     model.eval()
-    loader = DataLoader(
-        TransformedImages(source, transform, indices),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator(),
-        persistent_workers=False,
-    )
+    loader = eval_loader(source, transform, indices, batch_size, num_workers, device)
     out: np.ndarray | None = None
     pos = 0
     forward_s = 0.0

@@ -375,7 +375,8 @@ def build_board(records: Sequence[Record], target: float | None = None) -> Board
             targets[ds] = (float(target), "--target")
         elif ds in reference:
             recs = reference[ds]
-            targets[ds] = (float(np.mean([r.top1 for r in recs])), f"{recs[0].selector}'s final mean over {len(recs)} seed(s)")
+            what = f"{recs[0].selector}'s final mean over {len(recs)} seed(s)"
+            targets[ds] = (float(np.mean([r.top1 for r in recs])), what)
     ref_steps: dict[str, int | None] = {}
     for ds, recs in reference.items():
         if ds in targets:

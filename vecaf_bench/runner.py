@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .run import RunInterrupted, Runner, load_dataset, parse_backbone
 from .results import CHECKPOINT
+from .run import RunInterrupted, Runner, load_dataset, parse_backbone
 
 __all__ = ["CHECKPOINT", "RunInterrupted", "Runner", "load_dataset", "parse_backbone"]

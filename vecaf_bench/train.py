@@ -23,7 +23,7 @@ from . import distributed as dist
 from .config import TrainConfig
 from .data import ImageSource
 from .seeding import loader_generator, sample_seeds, seeded
-from .transforms import Normalize, TransformedImages
+from .transforms import Normalize, TransformedImages, eval_loader
 
 
 def build_optimizer(model: nn.Module, tc: TrainConfig, total_steps: int) -> tuple[Any, Any]:
@@ -154,14 +154,7 @@ def evaluate(
     device = normalize.device
     was_training = model.training
     model.eval()
-    loader = DataLoader(
-        TransformedImages(source, transform, dist.shard(len(source))),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator(),
-    )
+    loader = eval_loader(source, transform, dist.shard(len(source)), batch_size, num_workers, device)
     n, correct1, correct5, loss_sum = 0, 0, 0, 0.0
     for images, labels in loader:
         x = normalize(images)
@@ -179,37 +172,3 @@ def evaluate(
     model.train(was_training)
     total, c1, c5, loss_total = dist.sum_values([n, correct1, correct5, loss_sum])
     return {"top1": 100.0 * c1 / total, "top5": 100.0 * c5 / total, "loss": loss_total / total}
-
-
-@torch.inference_mode()
-def per_sample_losses(
-    model: nn.Module,
-    source: ImageSource,
-    indices: np.ndarray,
-    transform: Any,
-    normalize: Normalize,
-    batch_size: int,
-    num_workers: int,
-) -> tuple[np.ndarray, int]:
-    """Cross-entropy of the current model on each listed pool sample (eval transforms, no
-    augmentation); returns (losses, forward batches) so that selection compute is counted."""
-    device = normalize.device
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(
-        TransformedImages(source, transform, indices),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator(),
-    )
-    out, batches = [], 0
-    for images, labels in loader:
-        x = normalize(images)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x).float()
-        out.append(nn.functional.cross_entropy(logits, labels.to(device), reduction="none").cpu().numpy())
-        batches += 1
-    model.train(was_training)
-    return (np.concatenate(out) if out else np.zeros(0, dtype=np.float32)), batches

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from timm.data import create_transform
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageSource
+from .seeding import loader_generator
 
 
 def data_config_for(base: dict[str, Any], image_size: int | None) -> dict[str, Any]:
@@ -77,3 +78,23 @@ class TransformedImages(Dataset):
         j = int(i if self.indices is None else self.indices[i])
         arr = np.asarray(self.transform(self.source.image(j)))
         return torch.from_numpy(arr), int(self.source.labels[j])
+
+
+def eval_loader(
+    source: ImageSource,
+    transform: Any,
+    indices: np.ndarray | None,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+) -> DataLoader:
+    """Batches of (uint8 images, labels) in order, for every pass that does not train: features,
+    evaluation and the model's outputs for selectors."""
+    return DataLoader(
+        TransformedImages(source, transform, indices),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=loader_generator(),
+    )

@@ -291,6 +291,7 @@ class SelectionContext:
             elif key("all", name) in cache:
                 a = cache[key("all", name)]
                 out[name] = a[:, idx] if name == "mc_probs" else a[idx]
+                out[name].setflags(write=False)
         missing = set(need) - set(out)
         if missing:
             if "probs" in missing:

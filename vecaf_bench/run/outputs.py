@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..api.selector import OutputsProvider
 from ..data import ImageSource
 from ..errors import PluginError
-from ..seeding import loader_generator
-from ..transforms import Normalize, TransformedImages
+from ..transforms import Normalize, eval_loader
 
 
 def outputs_provider(
@@ -71,14 +69,7 @@ def pool_forward(
     want_emb = "embeddings" in what or bool(mc_dropout) or (head is not None and "logits" in what)
     was_training = model.training
     model.eval()
-    loader = DataLoader(
-        TransformedImages(source, transform, indices),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        generator=loader_generator(),
-    )
+    loader = eval_loader(source, transform, indices, batch_size, num_workers, device)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "embeddings", "mc_probs")}
     batches = 0
     try:
