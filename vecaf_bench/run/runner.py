@@ -143,6 +143,8 @@ class Runner:
         name = self.cfg.cold_start or slot.capabilities.cold_start
         if name in (None, "self", slot.name):
             return None
+        hint = "It is cold_start's value: name a label-free selector for round 0, or self."
+        self.host.selectors().get(name, hint=hint)
         cold = make_selector(self.host, name)
         if cold.capabilities.whole_pool or "model" in cold.capabilities.uses:
             raise UserError(
