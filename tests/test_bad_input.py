@@ -162,3 +162,17 @@ def test_batch_size_one_with_batchnorm_is_refused_before_training(cli, tmp_path)
     text = " ".join(r.output.split())
     assert "batch size 1 is too small for timm:tf_efficientnet_lite0" in text and "--batch-size 2" in text
     assert "Traceback" not in r.output and not list(tmp_path.iterdir())  # no half-made run folder
+
+
+@pytest.mark.parametrize(
+    "value, fragments",
+    [
+        ("nosuch", ["unknown selector 'nosuch'", "cold_start's value"]),
+        ("vecaf", ["cold_start 'vecaf' cannot pick round 0", "needs a trained model"]),
+        ("full", ["cold_start 'full' cannot pick round 0", "takes the whole pool"]),
+    ],
+)
+def test_cold_start_that_cannot_pick_round_zero(cli, tmp_path, value, fragments):
+    r = cli("run", *TINY, "--set", f"cold_start={value}", "--out", tmp_path)
+    assert_user_error(r, *fragments)
+    assert not list(tmp_path.iterdir())
