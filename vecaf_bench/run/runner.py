@@ -370,8 +370,8 @@ class Runner:
             assert feats is not None
             normalize, t_eval, eval_bs = parts
             uses = slot.capabilities.uses
+            labels = np.asarray(run.splits.pool.labels)
             if "text" in uses and run.text is None:
-                labels = np.asarray(run.splits.pool.labels)
                 run.text = text_features(cfg, self.host, run.splits, labels, run.ood, run.device, self.console)
             task = progress.add_task(f"selection r{r}", total=count, info=slot.name)
             ctx = build_context(
@@ -385,7 +385,7 @@ class Runner:
                 num_classes=run.splits.num_classes,
                 device=run.device,
                 trained_steps=trainer.step,
-                labels=np.asarray(run.splits.pool.labels) if "labels" in uses else None,
+                labels=labels if "labels" in uses else None,
                 text=run.text,
                 outputs=outputs_provider(
                     trainer.model, run.backbone, run.splits.pool, t_eval, normalize, eval_bs,

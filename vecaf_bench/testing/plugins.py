@@ -52,6 +52,7 @@ from vecaf_bench.api import (
     RunInfo,
     ShiftRequest,
 )
+from vecaf_bench.results import CHECKPOINT, CONFIG, EVENTS, SELECTED, SUMMARY
 
 __all__ = [
     "ENGINE_FILES",
@@ -85,7 +86,7 @@ __all__ = [
 Factory = Callable[..., Any]
 
 #: The files of a run folder that the engine alone writes: a tracker must leave them alone.
-ENGINE_FILES: tuple[str, ...] = ("summary.json", "events.jsonl", "selected.json", "config.yaml", "checkpoint.pt")
+ENGINE_FILES: tuple[str, ...] = (SUMMARY, EVENTS, SELECTED, CONFIG, CHECKPOINT)
 #: The life-cycle hooks a tracker may implement.
 LIFE_CYCLE_HOOKS: tuple[str, ...] = (
     "vecaf_bench_run_start",

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from ..api import Capabilities, SelectionContext, TextFeatures, capabilities_of
-from ..api.selector import USES
 from ..data import ArrayImages
 from ..errors import PluginError
 from ..run.outputs import outputs_provider
@@ -247,18 +246,7 @@ def check_capabilities(
     """`capabilities` is a `Capabilities` with known uses, and there is a select(ctx, count)."""
     name = selector_name(factory, name)
     selector = _build(factory, options, name)
-    uses: Any = getattr(selector, "capabilities", None)
-    uses = uses.uses if isinstance(uses, Capabilities) else getattr(selector, "uses", frozenset())
-    if isinstance(uses, str) or not all(isinstance(u, str) for u in uses):
-        raise AssertionError(
-            f"selector '{name}' failed check 'capabilities': uses must be a set of strings, got {uses!r}"
-        )
-    unknown = sorted(set(uses) - USES)
-    if unknown:
-        raise AssertionError(
-            f"selector '{name}' failed check 'capabilities': unknown uses {unknown}; known: {sorted(USES)}"
-        )
-    _caps(selector, name)
+    _caps(selector, name)  # the engine's own reading: a Capabilities with known uses (or the legacy attributes)
     if not callable(getattr(selector, "select", None)):
         raise AssertionError(f"selector '{name}' failed check 'capabilities': it has no select(ctx, count) method")
 
