@@ -80,3 +80,37 @@ def test_a_damaged_checkpoint_is_kept_aside_and_named(tmp_path, cli):
     assert "is damaged" in text and "kept aside" in text and "vecaf-bench run --config" in text
     assert "Traceback" not in r.output
     assert not (run_dir / "checkpoint.pt").exists() and list(run_dir.glob("checkpoint.pt.damaged-*"))
+
+
+def test_kill_9_mid_training_resumes_to_the_uninterrupted_result(tmp_path, shared_cache):
+    """No signal to catch (kill -9, the out-of-memory killer): the run resumes from its last
+    periodic checkpoint and ends with the selection and curve of a run never stopped."""
+    env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
+    args = [*ARGS, "--set", "checkpoint_every=4"]
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(_cli("run", *args, "--out", str(out), env=env), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # an evaluation after a periodic checkpoint: mid-training for sure
+        assert proc.poll() is None, proc.communicate()
+        evs = [ev.read_text() for ev in out.glob("*/events.jsonl")]
+        if evs and '"step": 8' in evs[0] and any(out.glob("*/checkpoint.pt")):
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.communicate(timeout=60)
+    run_dir = run_dirs(out)[0]
+    assert not (run_dir / "summary.json").exists(), "killed before the end"
+    resumed = subprocess.run(_cli("run", "--resume", str(run_dir), env=env), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming" in resumed.stderr and "at step 0/16" not in resumed.stderr
+    done = json.loads((run_dir / "summary.json").read_text())
+    straight = subprocess.run(_cli("run", *args, "--out", str(tmp_path / "straight"), env=env), env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    ref_dir = run_dirs(tmp_path / "straight")[0]
+    ref = json.loads((ref_dir / "summary.json").read_text())
+    assert done["status"] == "finished" and done["test_top1"] == ref["test_top1"]
+    assert json.loads((run_dir / "selected.json").read_text()) == json.loads((ref_dir / "selected.json").read_text())
+    assert [(p["step"], p["top1"]) for p in done["curve"]] == [(p["step"], p["top1"]) for p in ref["curve"]]

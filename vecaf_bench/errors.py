@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -18,6 +19,16 @@ class UserError(Exception):
 
 class PluginError(UserError):
     """A plugin broke its contract (named in the message)."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped on a signal after a checkpoint; `vecaf-bench run --resume RUN_DIR` continues.
+
+    Here, not in the engine, so that the CLI can catch it without importing torch."""
+
+    def __init__(self, run_dir: Path, step: int, total: int, signal_name: str = "SIGINT") -> None:
+        super().__init__(f"interrupted by {signal_name} at step {step}/{total}")
+        self.run_dir, self.step, self.total, self.signal_name = run_dir, step, total, signal_name
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

@@ -27,6 +27,7 @@ SUMMARY = "summary.json"
 EVENTS = "events.jsonl"
 SELECTED = "selected.json"
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"  # the last good one, kept until the next is whole
 
 
 def _default(o: Any) -> Any:
@@ -122,37 +123,61 @@ class RunFiles:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def has_checkpoint(self) -> bool:
-        return self.path(CHECKPOINT).is_file()
+        return self.path(CHECKPOINT).is_file() or self.path(PREVIOUS_CHECKPOINT).is_file()
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Writes the new checkpoint completely before the last good one steps aside: a kill at any
+        moment leaves checkpoint.pt or checkpoint.prev.pt (or both) whole."""
         if not self.writer:
             return
         import torch
 
         with atomic_path(self.path(CHECKPOINT)) as tmp:
             torch.save(state, tmp)
+            if self.path(CHECKPOINT).exists():
+                os.replace(self.path(CHECKPOINT), self.path(PREVIOUS_CHECKPOINT))
 
-    def load_checkpoint(self) -> dict[str, Any]:
-        """The checkpoint, or a UserError when it is damaged: the file is kept aside (never
-        deleted) and the message says how to start the run again."""
+    def _read_checkpoint(self, path: Path) -> dict[str, Any]:
         import torch
 
-        path = self.path(CHECKPOINT)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-            if not isinstance(state, dict) or "global_step" not in state:
-                raise ValueError("not a vecaf-bench checkpoint")
-        except Exception as e:  # torch raises many types for a truncated or foreign file
-            aside = path.with_name(f"{CHECKPOINT}.damaged-{int(time.time())}")
-            os.replace(path, aside)
-            raise UserError(
-                f"checkpoint '{path}' is damaged ({type(e).__name__}: {str(e).splitlines()[0][:200]}); it was kept "
-                f"aside as '{aside.name}'. Checkpoints are saved only at an interrupt, so there is no earlier good "
-                f"state of this run to resume from: start it again with "
-                f"vecaf-bench run --config {self.path(CONFIG)} (the selection and training repeat exactly)."
-            ) from None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "global_step" not in state:
+            raise ValueError("not a vecaf-bench checkpoint")
         return state
 
+    def _put_aside(self, path: Path, e: Exception) -> str:
+        aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+        os.replace(path, aside)
+        return f"'{path}' is damaged ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); it was kept aside as '{aside.name}'"
+
+    def load_checkpoint(self, console: Any = None) -> dict[str, Any]:
+        """The newest whole checkpoint. A damaged one (a killed save, a full disk, a foreign file) is
+        kept aside, never deleted, and the previous good one is used, with a message; with none
+        left, a UserError says how to start the run again."""
+        damaged = []
+        for path in (self.path(CHECKPOINT), self.path(PREVIOUS_CHECKPOINT)):
+            if not path.is_file():
+                continue
+            try:
+                state = self._read_checkpoint(path)
+            except Exception as e:  # torch raises many types for a truncated or foreign file
+                damaged.append(self._put_aside(path, e))
+                continue
+            if damaged and console is not None:
+                console.print(
+                    f"[yellow]checkpoint {damaged[0]}. Resuming from the previous one, '{path.name}' "
+                    f"(step {state['global_step']}).",
+                    highlight=False, soft_wrap=True,
+                )
+            return state
+        raise UserError(
+            f"checkpoint {' and '.join(damaged) or f'{self.path(CHECKPOINT)} is missing'}. There is no good "
+            f"state of this run left to resume from: start it again with "
+            f"vecaf-bench run --config {self.path(CONFIG)} (the selection and training repeat exactly)."
+        )
+
     def drop_checkpoint(self) -> None:
-        if self.writer and self.path(CHECKPOINT).exists():
-            self.path(CHECKPOINT).unlink()
+        if self.writer:
+            for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+                if self.path(name).exists():
+                    self.path(name).unlink()

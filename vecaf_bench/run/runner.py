@@ -9,6 +9,7 @@ checkpoint beside the results, and `vecaf-bench run --resume RUN_DIR` continues.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -23,11 +24,13 @@ from rich.console import Console
 
 from .. import sync_batchnorm
 from ..api import RoundRecord, RunInfo
-from ..budget import resolve_label_budget, split_evenly
-from ..config import RunConfig, config_from_dict, dump_yaml, load_yaml
+from ..budget import check_rounds, resolve_label_budget, split_evenly
+
+from ..config import RunConfig, build_config, config_from_dict, dump_yaml, load_yaml
 from ..data import DatasetSplits
 from ..device import resolve_device
-from ..errors import PluginError, UserError
+from ..errors import PluginError, RunInterrupted, UserError
+from ..identity import describe, differences, identity_fields, identity_hash
 from ..pluginmanager import PluginHost
 from ..progress import make_progress
 from ..results import CHECKPOINT, CONFIG, RunFiles, read_summary
@@ -45,37 +48,44 @@ from .summary import build_summary
 from .training import Trainer
 
 
-class RunInterrupted(Exception):
-    def __init__(self, run_dir: Path, step: int, total: int) -> None:
-        super().__init__(f"interrupted at step {step}/{total}")
-        self.run_dir, self.step, self.total = run_dir, step, total
-
-
 class _Stop(Exception):
     pass
 
 
+#: Signals that stop a run after the current step with a checkpoint: Ctrl-C, the scheduler's
+#: SIGTERM before preemption (SLURM, Kubernetes), and SIGUSR2, which submitit sends before a timeout.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, n))
+
+
 @contextmanager
-def _sigint_after_step(console: Console) -> Iterator[dict[str, bool]]:
-    """First Ctrl-C: finish the current step, then stop cleanly. Second: stop at once."""
-    flag = {"set": False}
-    previous = signal.getsignal(signal.SIGINT)
+def _stop_after_step(console: Console) -> Iterator[dict[str, Any]]:
+    """First signal: finish the current step, save a checkpoint, stop cleanly. A second Ctrl-C
+    stops at once (the last periodic checkpoint stays)."""
+    flag: dict[str, Any] = {"set": False, "signal": None}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if flag["set"]:
-            raise KeyboardInterrupt
-        flag["set"] = True
-        console.print("[yellow]Ctrl-C: stopping after the current step (press again to stop at once)…")
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        flag["set"], flag["signal"] = True, name
+        what = "Ctrl-C" if signum == signal.SIGINT else name
+        again = " (press again to stop at once)" if signum == signal.SIGINT else ""
+        console.print(f"[yellow]{what}: stopping after the current step and saving a checkpoint{again}…")
 
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
+        for s in STOP_SIGNALS:
+            signal.signal(s, handler)
+    except ValueError:  # not the main thread: leave the signals alone
         yield flag
         return
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -99,6 +109,10 @@ class _Run:
     sel_rounds: list[np.ndarray] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     text: Any = None
+    trainer: Trainer | None = None
+    evaluator: Evaluator | None = None
+    losses: list[float] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
 
 
 class Runner:
@@ -109,22 +123,45 @@ class Runner:
         self.rank = Rank()
 
     @classmethod
-    def resume(cls, run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
+    def resume(
+        cls,
+        run_dir: str | Path,
+        console: Console | None = None,
+        flags: dict[str, Any] | None = None,
+        sets: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Continues the run in RUN_DIR from its checkpoint, under the config it started with.
+
+        FLAGS (None: not given) and SETS given with --resume may change only what does not decide
+        what the run computes (the device, the data or cache folder, trackers): those are applied
+        and said; any other change is refused, as is a config.yaml that no longer matches the
+        checkpoint's record of the run's identity."""
+        console = console or Console(stderr=True, emoji=False)
         files = RunFiles(run_dir)
         if not files.path(CONFIG).is_file():
-            raise UserError(f"--resume '{files.dir}' is not a run folder (no config.yaml in it).")
+            raise UserError(
+                f"--resume '{files.dir}' is not a run folder (no {CONFIG} in it). Give the folder of one run, "
+                "as printed when it was interrupted (<out>/<run-id>)."
+            )
         if not files.has_checkpoint():
             summary = read_summary(files.dir)
             if summary is not None and summary.get("status") == "finished":
                 raise UserError(f"run '{files.dir}' has already finished; nothing to resume.")
             raise UserError(
-                f"run '{files.dir}' has no {CHECKPOINT} to resume from; start it again with vecaf-bench run."
+                f"run '{files.dir}' has no {CHECKPOINT} to resume from; start it again with "
+                f"vecaf-bench run --config {files.path(CONFIG)}."
             )
-        cfg = config_from_dict(load_yaml(files.path(CONFIG)), f"in {files.path(CONFIG)}")
-        return cls(cfg, console).run(run_dir=files.dir)
+        source = f"in {files.path(CONFIG)}"
+        recorded = config_from_dict(load_yaml(files.path(CONFIG)), source)
+        cfg = _apply_resume_flags(recorded, files.path(CONFIG), flags, sets, console)
+        # the run stays in its folder, wherever it was moved to
+        cfg = cfg.replace(out=str(files.dir.parent), run_name=files.dir.name)
+        ckpt = files.load_checkpoint(console)
+        _check_identity(ckpt, cfg, files)
+        return cls(cfg, console).run(run_dir=files.dir, ckpt=ckpt)
 
     # -- stage 0: setup -------------------------------------------------------------------------
-    def run(self, run_dir: Path | None = None) -> dict[str, Any]:
+    def run(self, run_dir: Path | None = None, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         wall_start = time.perf_counter()
         slot = make_selector(self.host, cfg.selector, cfg.selector_options)
@@ -133,7 +170,7 @@ class Runner:
         if not self.rank.main:
             self.console = Console(quiet=True)  # rank 0 alone prints, writes and logs
         try:
-            return self._start(slot, cold, device, run_dir, wall_start)
+            return self._start(slot, cold, device, run_dir, ckpt, wall_start)
         finally:
             self.rank.stop()
 
@@ -160,7 +197,13 @@ class Runner:
         return cold
 
     def _start(
-        self, slot: SelectorSlot, cold: SelectorSlot | None, device: torch.device, run_dir: Path | None, wall: float
+        self,
+        slot: SelectorSlot,
+        cold: SelectorSlot | None,
+        device: torch.device,
+        run_dir: Path | None,
+        ckpt: dict[str, Any] | None,
+        wall: float,
     ) -> dict[str, Any]:
         cfg, host, rank = self.cfg, self.host, self.rank
         bb_prefix, bb_name = parse_backbone(cfg.backbone)
@@ -178,14 +221,18 @@ class Runner:
         whole = slot.capabilities.whole_pool
         label_budget = pool_size if whole else resolve_label_budget(cfg.label_budget, pool_size)
         model = self._model(backbone, splits, device)  # before the run folder: a bad batch size leaves nothing
-        ckpt = None
-        if run_dir is not None:
-            ckpt = RunFiles(run_dir).load_checkpoint()
-        else:
+        check_rounds(label_budget, cfg.batch_budget, cfg.rounds, whole)
+        created = run_dir is None
+        if run_dir is None:
             if rank.main:
                 run_dir = make_run_dir(cfg)
                 RunFiles(run_dir).write_config(dump_yaml(cfg))
             run_dir = Path(rank.broadcast(str(run_dir)))
+        elif ckpt is not None and ckpt.get("device") not in (None, str(device)):
+            self.console.print(
+                f"[yellow]resuming on {device}; the run trained on {ckpt['device']} so far. Floats differ between "
+                "devices: the summary records both.", highlight=False,
+            )
         uses = slot.capabilities.uses | (cold.capabilities.uses if cold else frozenset())
         info = RunInfo(
             config=cfg,
@@ -199,19 +246,48 @@ class Runner:
             uses=sorted(uses),
             resumed=ckpt is not None,
         )
-        trackers = [(e.name, e.factory(cfg, run_dir)) for e in tracker_factories] if rank.main else []
-        run = _Run(
-            info, RunFiles(run_dir, writer=rank.main), slot, cold, backbone, splits, ood, device,
-            host.hook if rank.main else NoHooks(), ckpt, wall, model,
-        )
+        trackers: list[tuple[str, Any]] = []
         try:
+            trackers = [(e.name, e.factory(cfg, run_dir)) for e in tracker_factories] if rank.main else []
+            run = _Run(
+                info, RunFiles(run_dir, writer=rank.main), slot, cold, backbone, splits, ood, device,
+                host.hook if rank.main else NoHooks(), ckpt, wall, model,
+            )
             for name, t in trackers:
                 host.register_observer(t, name)
             return self._execute(run)
+        except RunInterrupted:
+            raise
+        except BaseException as e:
+            if rank.main:
+                self._failed(RunFiles(run_dir), created, e)
+            raise
         finally:
             for _, t in trackers:
                 if host.pm.is_registered(t):
                     host.pm.unregister(t)
+
+    def _failed(self, files: RunFiles, created: bool, e: BaseException) -> None:
+        """A run that fails leaves no half-made folder: without a checkpoint (nothing computed that
+        a resume could use) a folder this call made is removed; otherwise its summary says
+        "failed", with the error, and --resume continues from the checkpoint."""
+        if created and not files.has_checkpoint():
+            shutil.rmtree(files.dir, ignore_errors=True)
+            if not isinstance(e, KeyboardInterrupt):
+                self.console.print(f"[dim]removed the unfinished run folder {files.dir}", highlight=False)
+            return
+        if isinstance(e, KeyboardInterrupt):
+            return
+        error = str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        files.event("end", status="failed", error=error)
+        previous = files.summary() or {}
+        files.write_summary({
+            **{k: previous[k] for k in ("run_id", "config", "identity", "identity_hash") if k in previous},
+            "run_id": files.dir.name,
+            "status": "failed",
+            "error": error,
+            "resumable": files.has_checkpoint(),
+        })
 
     def _ood_splits(self, splits: DatasetSplits, factories: list[tuple[str, Any]], image_size: int) -> list[OODSplit]:
         """The OOD splits the run's shifts make, checked: unique names, labels in the run's classes."""
@@ -282,15 +358,23 @@ class Runner:
         evaluator = Evaluator(
             model, splits.test, run.ood, t_eval, normalize, eval_bs, cfg.train.num_workers, ood_every, cfg.batch_budget
         )
+        run.trainer, run.evaluator = trainer, evaluator
         if run.ckpt is not None:
             trainer.restore(run.ckpt)
             run.sel_rounds = [np.asarray(r, dtype=np.int64) for r in run.ckpt["selected"]]
             run.records = list(run.ckpt["records"])
+            run.losses = list(run.ckpt.get("losses", []))
+            run.devices = list(run.ckpt.get("devices", []))
             evaluator.restore(run.ckpt["curve"], run.ckpt.get("ood_curves", {}))
-            self.console.print(f"resuming {run.info.run_id} at step {trainer.step}/{cfg.batch_budget}")
+            self.console.print(
+                f"resuming {run.info.run_id} at step {trainer.step}/{cfg.batch_budget} "
+                f"({len(run.sel_rounds)} of {cfg.rounds} selection round(s) done)"
+            )
+        if run.info.device not in run.devices:
+            run.devices.append(run.info.device)
         outputs = (normalize, t_eval, t_train, eval_bs)
-        interrupted = self._rounds(run, feats, trainer, evaluator, outputs)
-        return self._finish(run, trainer, evaluator, feature_info, interrupted)
+        stopped_by = self._rounds(run, feats, trainer, evaluator, outputs)
+        return self._finish(run, trainer, evaluator, feature_info, stopped_by)
 
     def _model(self, backbone: Any, splits: DatasetSplits, device: torch.device) -> torch.nn.Module:
         cfg = self.cfg
@@ -308,14 +392,18 @@ class Runner:
 
     def _rounds(
         self, run: _Run, feats: np.ndarray | None, trainer: Trainer, evaluator: Evaluator, parts: tuple[Any, ...]
-    ) -> bool:
-        """Every round's selection and training; True when interrupted."""
+    ) -> str | None:
+        """Every round's selection and training; the name of the signal that stopped it, or None.
+
+        A checkpoint is saved after each selection round (selection can cost more than training)
+        and every `checkpoint_every` steps, so a killed run (kill -9, out of memory) loses at most
+        that much; a signal saves one after the current step."""
         cfg, rank = self.cfg, self.rank
         normalize, t_eval, t_train, eval_bs = parts
         bounds = np.cumsum([0] + run.t_split)
         reselects = run.slot.capabilities.reselects
-        losses: list[float] = []
-        with _sigint_after_step(self.console) as stop, make_progress(self.console) as progress:
+        losses = run.losses
+        with _stop_after_step(self.console) as stop, make_progress(self.console) as progress:
             bars: dict[str, Any] = {}
 
             def train_bar() -> Any:  # created after the first selection, so the bars read in order
@@ -336,6 +424,8 @@ class Runner:
                     run.hook.vecaf_bench_evaluate(run=run.info, step=step, metrics=metrics)
                 if rank.any(stop["set"]):  # every rank stops after the same step
                     raise _Stop
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.batch_budget:
+                    self._checkpoint(run)
 
             try:
                 for r in range(cfg.rounds):
@@ -345,14 +435,33 @@ class Runner:
                         self._selection_round(run, r, feats, trainer, progress, (normalize, t_eval, eval_bs))
                         if rank.any(stop["set"]):
                             raise _Stop
+                        self._checkpoint(run)
                     union = run.sel_rounds[r] if reselects else np.concatenate(run.sel_rounds[: r + 1])
                     train_bar()
                     trainer.train_round(
                         r, union, run.t_split[r], int(bounds[r]), run.splits.pool, t_train, normalize, after_step
                     )
             except (_Stop, KeyboardInterrupt):
-                return True
-        return False
+                return stop["signal"] or "SIGINT"
+        return None
+
+    def _checkpoint(self, run: _Run) -> None:
+        """Everything a resume needs to go on exactly as if never stopped (rank 0 writes)."""
+        assert run.trainer is not None and run.evaluator is not None
+        run.files.save_checkpoint(
+            {
+                **run.trainer.state_dict(),
+                "selected": [r.tolist() for r in run.sel_rounds],
+                "records": run.records,
+                "curve": run.evaluator.curve,
+                "ood_curves": run.evaluator.ood_curves,
+                "losses": list(run.losses),
+                "rng": rng_state(),
+                "identity": identity_fields(self.cfg.to_dict()),
+                "device": run.info.device,
+                "devices": run.devices,
+            }
+        )
 
     def _selection_round(
         self, run: _Run, r: int, feats: np.ndarray | None, trainer: Trainer, progress: Any, parts: tuple[Any, ...]
@@ -416,7 +525,7 @@ class Runner:
 
     # -- results --------------------------------------------------------------------------------
     def _finish(
-        self, run: _Run, trainer: Trainer, evaluator: Evaluator, feature_info: dict[str, Any], interrupted: bool
+        self, run: _Run, trainer: Trainer, evaluator: Evaluator, feature_info: dict[str, Any], stopped_by: str | None
     ) -> dict[str, Any]:
         caps = run.slot.capabilities
         summary = build_summary(
@@ -430,22 +539,65 @@ class Runner:
             },
         )
         summary.update(evaluator.ood_summary())
-        if interrupted:
-            run.files.save_checkpoint(
-                {
-                    **trainer.state_dict(),
-                    "selected": [r.tolist() for r in run.sel_rounds],
-                    "records": run.records,
-                    "curve": evaluator.curve,
-                    "ood_curves": evaluator.ood_curves,
-                    "rng": rng_state(),
-                }
-            )
+        fields = identity_fields(self.cfg.to_dict())
+        summary.update(identity_hash=identity_hash(fields), identity=fields, devices=run.devices)
+        if stopped_by is not None:
+            self._checkpoint(run)
             summary["status"] = "interrupted"
+            summary["stopped_by"] = stopped_by
         run.files.event("end", status=summary["status"], steps=summary["steps"], test_top1=summary.get("test_top1"))
         run.files.write_summary(summary)
         run.hook.vecaf_bench_run_end(run=run.info, summary=summary)
-        if interrupted:
-            raise RunInterrupted(run.info.run_dir, trainer.step, self.cfg.batch_budget)
+        if stopped_by is not None:
+            raise RunInterrupted(run.info.run_dir, trainer.step, self.cfg.batch_budget, stopped_by)
         run.files.drop_checkpoint()
         return summary
+
+
+def _apply_resume_flags(
+    recorded: RunConfig, config_path: Path, flags: dict[str, Any] | None, sets: list[str] | None, console: Console
+) -> RunConfig:
+    """The run's config with the flags given alongside --resume: those outside the run's identity
+    applied and said, any that would change what the run computes refused, each named."""
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not given and not sets:
+        return recorded
+    wanted = build_config(config_path, given, list(sets or []))
+    if "out" in given or wanted.run_name != recorded.run_name:
+        raise UserError(
+            "--out and run_name cannot be given with --resume: a resumed run stays in its folder. Move the folder "
+            "itself if it should live elsewhere, then resume it from there."
+        )
+    changed = differences(identity_fields(recorded.to_dict()), identity_fields(wanted.to_dict()))
+    if changed:
+        raise UserError(
+            f"--resume continues a run under the config it started with; the flags given with it would change "
+            f"what it computes ({describe(changed)}). Drop those flags to resume, or start a new run with them: "
+            f"vecaf-bench run --config {config_path} plus the flags."
+        )
+    applied = [(k, a, b) for k, a, b in differences(_flat_dict(recorded), _flat_dict(wanted))]
+    for k, a, b in applied:
+        console.print(f"resume: {k} = {b!r} (the run had {a!r}); it does not change what the run computes.",
+                      highlight=False)
+    return wanted
+
+
+def _flat_dict(cfg: RunConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    train = d.pop("train", {})
+    return {**d, **{f"train.{k}": v for k, v in train.items()}}
+
+
+def _check_identity(ckpt: dict[str, Any], cfg: RunConfig, files: RunFiles) -> None:
+    """config.yaml must still describe the run its checkpoint holds (an edited seed or budget,
+    another run's config copied in): else the resumed run would record numbers it never computed."""
+    recorded = ckpt.get("identity")
+    if recorded is None:  # a checkpoint of vecaf-bench 0.2.0, before identities were stored
+        return
+    changed = differences(recorded, identity_fields(cfg.to_dict()))
+    if changed:
+        raise UserError(
+            f"{files.path(CONFIG)} no longer matches the run its checkpoint holds ({describe(changed)}). "
+            f"Put the values the run started with back into {CONFIG} to resume it, or start a new run with "
+            f"vecaf-bench run --config {files.path(CONFIG)}."
+        )
