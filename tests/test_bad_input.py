@@ -41,6 +41,7 @@ def test_missing_dataset_folder(cli, tmp_path):
 
 def test_empty_dataset_folder(cli, tmp_path):
     (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "dog").mkdir(parents=True)
     r = cli("run", "--dataset", tmp_path / "data", "--out", tmp_path / "o")
     assert_user_error(r, "but no image files")
     (tmp_path / "empty").mkdir()

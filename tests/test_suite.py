@@ -113,7 +113,7 @@ def test_unknown_keys_get_the_config_message(tmp_path):
         st.expand_suite({**GRID, "base": {"train": {"lrr": 1}}}, "g.yaml", whole_pool=whole_pool)
     with pytest.raises(UserError, match=r"unknown suite key 'selector'.*Did you mean 'selectors'\?"):
         st.expand_suite({**GRID, "selector": "random"}, "g.yaml", whole_pool=whole_pool)
-    with pytest.raises(UserError, match=r"both batch_budget \(5, under base or --set\) and batch_budgets"):
+    with pytest.raises(UserError, match=r"both batch_budget \(5, under 'base'\) and batch_budgets"):
         st.expand_suite({**GRID, "base": {"batch_budget": 5}}, "g.yaml", whole_pool=whole_pool)
     with pytest.raises(UserError, match="label budget '0' must be positive"):
         st.expand_suite({**GRID, "datasets": [{"name": "mnist", "label_budgets": [0]}]}, "g", whole_pool=whole_pool)

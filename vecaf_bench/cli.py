@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import description as config_description
-from .errors import UserError
+from .errors import RunInterrupted, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -28,22 +28,22 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .runner import RunInterrupted
-
         try:
             return fn(*args, **kwargs)
         except UserError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except RunInterrupted as e:
+            import signal
+
             err.print(
-                f"[yellow]Interrupted at step {e.step}/{e.total}.[/] The finished parts are on disk in {e.run_dir} "
-                "(config.yaml, selected.json, events.jsonl, summary.json, checkpoint.pt).\n"
+                f"[yellow]Interrupted ({e.signal_name}) at step {e.step}/{e.total}.[/] The finished parts are on disk "
+                f"in {e.run_dir} (config.yaml, selected.json, events.jsonl, summary.json, checkpoint.pt).\n"
                 f"Resume with: vecaf-bench run --resume {e.run_dir}",
                 highlight=False,
                 soft_wrap=True,
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(signal, e.signal_name, signal.SIGINT)) from None
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted before training started; nothing to resume (cached features are kept).")
             raise typer.Exit(130) from None
@@ -88,12 +88,9 @@ def run(
     """Select, finetune and evaluate once; print the result and write it under --out."""
     from .cli_output import print_run_summary
     from .config import build_config
-    from .runner import Runner
+    from .pluginmanager import PluginHost
 
-    if resume:
-        summary = Runner.resume(resume, console=err)
-        print_run_summary(summary, resume)
-        return
+    # the runner imports torch and timm (seconds): only after the input is checked
     flags = dict(
         selector=selector,
         dataset=dataset,
@@ -117,8 +114,23 @@ def run(
         plugins=list(plugin) or None,
         shifts=list(shifts) or None,
     )
+    if resume:
+        if config:
+            raise UserError(
+                f"--config {config} cannot be given with --resume: a resumed run keeps the config it started with "
+                f"(in {resume}/config.yaml)."
+            )
+        from .runner import Runner
+
+        summary = Runner.resume(resume, console=err, flags=flags, sets=list(set_))
+        print_run_summary(summary, resume)
+        return
     cfg = build_config(config, flags, list(set_))
-    summary = Runner(cfg, console=err).run()
+    host = PluginHost(cfg.plugins)
+    host.check_run_names(cfg)
+    from .runner import Runner
+
+    summary = Runner(cfg, console=err, host=host).run()
     print_run_summary(summary, Path(cfg.out) / summary["run_id"])
 
 

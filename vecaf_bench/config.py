@@ -10,7 +10,9 @@ one-paragraph `UserError` naming the key, where it was set (file, flag, --set) a
 from __future__ import annotations
 
 import functools
+import math
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import UnionType
@@ -238,6 +240,10 @@ class RunConfig(_Schema):
                     "choice; self: the selector itself).",
     )
     eval_every: Int = Field(default=50, ge=0, description="Evaluate every k steps (0: only at the end).")
+    checkpoint_every: Int = Field(
+        default=100, ge=0,
+        description="Save a checkpoint every k optimizer steps, besides those after each selection round (0: only those).",
+    )
     seed: Int = Field(default=0, ge=0, description="Seed for selection, head init and training.")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps.")
     out: str = Field(default="runs", description="Results folder; each run writes <out>/<run-id>/.")
@@ -265,6 +271,16 @@ class RunConfig(_Schema):
         default_factory=lambda: TrainConfig(), description="The finetuning recipe: train.<key>."
     )
 
+    @field_validator("selector_options")
+    @classmethod
+    def _finite_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # the schema refuses nan and inf in its typed numbers; the selector's own options are free-form, so
+        # they are walked here: a nan tau or lr trains to chance and writes NaN into summary.json
+        bad = _non_finite(value, "selector_options")
+        if bad is not None:
+            raise PydanticCustomError("non_finite_option", "not finite", {"key": bad[0], "value": bad[1]})
+        return value
+
     @field_validator("label_budget")
     @classmethod
     def _label_budget(cls, value: str) -> str:
@@ -276,6 +292,14 @@ class RunConfig(_Schema):
 
     @model_validator(mode="after")
     def _rounds_fit(self) -> RunConfig:
+        kind, count = parse_label_budget(self.label_budget)
+        if kind == "count" and self.rounds > count:  # a fraction is checked by the runner, which knows the pool
+            from .budget import check_rounds  # budget imports this module
+
+            try:
+                check_rounds(int(count), self.batch_budget, self.rounds, whole_pool=False)
+            except UserError as e:
+                raise _message(str(e)) from None
         if self.rounds > self.batch_budget:
             raise _message(
                 f"rounds ({self.rounds}) exceeds the batch budget ({self.batch_budget}): each round needs at least "
@@ -298,6 +322,18 @@ class RunConfig(_Schema):
             return type(self).model_validate(data)
         except ValidationError as e:
             raise _user_error(e, dict.fromkeys(given, source), given) from None
+
+
+def _non_finite(value: Any, key: str) -> tuple[str, Any] | None:
+    """(dotted key, value) of the first nan or inf in VALUE (mappings and lists walked), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for k, v in items:
+        found = _non_finite(v, f"{key}[{k}]" if isinstance(k, int) else f"{key}.{k}")
+        if found is not None:
+            return found
+    return None
 
 
 SECTIONS: dict[str, type[_Schema]] = {"train": TrainConfig}  # nested sections, set as <section>.<key>
@@ -472,6 +508,11 @@ def _sentence(err: ErrorDetails, sources: Mapping[str, str], values: Mapping[str
     key = _key_of(err["loc"])
     if kind == "config_message":
         return str(ctx["message"])
+    if kind == "non_finite_option":
+        key = str(ctx["key"])
+        source = sources.get(key) or sources.get(_key_of(err["loc"]), "default")
+        return (f"config key '{key}' ({source}) must be a finite number, got {ctx['value']!r}: nan and inf can only "
+                "give a nonsense run. Fix the value and run again.")
     source = sources.get(key) or next((s for k, s in sources.items() if k.startswith(key + ".")), "default")
     given = values.get(key, err["input"])
     if kind == "extra_forbidden":
@@ -586,7 +627,15 @@ def build_config(
     """Defaults < the YAML FILE < command-line FLAGS (None: not given) < `--set key=value` SETS."""
     layers = _Layers()
     if file is not None:
-        layers.add(load_yaml(file), f"in {file}")
+        data = load_yaml(file, allow_empty=True)
+        if not data:  # a template with every line commented out is a mistake more often than a choice
+            print(
+                f"warning: config file '{file}' is empty (or holds only comments), so it sets nothing: the run uses "
+                "the defaults, the flags and --set. Give at least one key (e.g. 'selector: random') or leave out "
+                "--config to silence this.",
+                file=sys.stderr,
+            )
+        layers.add(data, f"in {file}")
     layers.add({k: v for k, v in (flags or {}).items() if v is not None}, "command-line flag")
     layers.add(parse_set(sets or []), "--set")
     return layers.build()

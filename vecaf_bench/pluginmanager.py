@@ -23,13 +23,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UserError, did_you_mean
 from .registry import KINDS, Entry, Registry, describe_origin, singular
+
+if TYPE_CHECKING:
+    from .config import RunConfig
 
 _IMPL_ATTR = hookspecs.PROJECT + "_impl"
 _HOOK_PREFIX = hookspecs.PROJECT + "_"
@@ -77,9 +80,12 @@ class PluginHost:
         """pluggy's `load_setuptools_entrypoints`, but a plugin that fails is named."""
         seen: set[tuple[str, str]] = set()
         for dist in metadata.distributions():
+            eps = dist.entry_points.select(group=hookspecs.PROJECT)
+            if not eps:  # most packages: their METADATA is not parsed (a quarter of a second for all)
+                continue
             package = dist.metadata["name"] or "(a distribution without a name)"
             key = re.sub(r"[-_.]+", "-", package).lower()
-            for ep in dist.entry_points.select(group=hookspecs.PROJECT):
+            for ep in eps:
                 if (key, ep.name) in seen:  # the same distribution found twice on sys.path
                     continue
                 seen.add((key, ep.name))
@@ -188,6 +194,29 @@ class PluginHost:
             self.pm.unregister(obj)
             raise
         return registered
+
+    # -- before a run -------------------------------------------------------------------------------
+    def check_run_names(self, cfg: RunConfig) -> None:
+        """Every plugin name CFG gives (selector, cold_start, backbone family, trackers, shifts,
+        dataset), looked up in the order the run uses them, so that a misspelled name is refused with
+        its closest match before the run imports torch and timm (seconds). What only the plugin can
+        check (the model after `timm:`, a dataset folder's contents) is checked when it is made."""
+        from .shifts import parse_shift
+
+        self.selectors().get(cfg.selector)
+        if cfg.cold_start not in (None, "self"):
+            hint = "It is cold_start's value: name a label-free selector for round 0, or self."
+            self.selectors().get(cfg.cold_start, hint=hint)
+        family, sep, _ = cfg.backbone.partition(":")
+        self.backbones().get(family if sep else "timm")  # a bare model name is timm's
+        for tracker in cfg.trackers:
+            self.trackers().get(tracker)
+        for shift in cfg.shifts:
+            self.shifts().get(parse_shift(shift)[0])
+        if cfg.dataset not in self.datasets() and self.hook.vecaf_bench_resolve_dataset(name=cfg.dataset) is None:
+            self.datasets().get(
+                cfg.dataset, hint="Or give the path of a folder in the ImageNet layout (one sub-folder per class)."
+            )
 
     # -- access -------------------------------------------------------------------------------------
     @property

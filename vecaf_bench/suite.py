@@ -61,16 +61,18 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from .config import RunConfig, config_from_dict, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
+from .config import RunConfig, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
 from .errors import UserError, did_you_mean
-from .results import read_json
+from .results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
     "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts"
@@ -106,6 +108,7 @@ FEATURE_GROUP = (
     "dataset", "data_root", "test_fraction", "on_corrupt", "backbone", "weights", "image_size", "cache_dir"
 )
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+ATTEMPTS = ".attempts"  # <suite>/.attempts/: folders a suite ran again, kept for their logs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,6 +143,7 @@ class Suite:
     source: str
     dir: Path  # <out>/<name>
     runs: list[SuiteRun]
+    notes: list[str] = field(default_factory=list)  # what --set replaced (grid axes, entries' values)
 
 
 def sanitize(text: str) -> str:
@@ -159,11 +163,18 @@ def load_suite(
     out: str | None = None,
     sets: list[str] | None = None,
     whole_pool: Callable[[str], bool] | None = None,
+    console: Console | None = None,
 ) -> Suite:
-    """Reads, expands and checks a suite YAML (see the module docstring)."""
+    """Reads, expands and checks a suite YAML (see the module docstring). What `--set` replaced (a grid
+    axis, a dataset's or selector's value) is printed to `console` (stderr by default): the user
+    sees that the flag changed the grid, not only that it was accepted."""
     data = load_yaml(path, "suite file", "Give the path of a suite YAML, e.g. benchmarks/smoke.yaml.",
                      "a mapping (name, base, selectors, datasets, ...)")
-    return expand_suite(data, str(path), out=out, sets=sets, whole_pool=whole_pool)
+    suite = expand_suite(data, str(path), out=out, sets=sets, whole_pool=whole_pool)
+    for note in suite.notes:
+        (console or Console(stderr=True, emoji=False)).print(f"[yellow]{escape(note)}.[/]", highlight=False,
+                                                             soft_wrap=True)
+    return suite
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -280,6 +291,109 @@ def _ints(values: list[Any], key: str, where: str) -> list[int]:
     return out
 
 
+# --set KEY=VALUE on a grid key replaces that axis of the grid (singular: the run config key; plural: the suite key)
+SET_AXES = {"selector": "selectors", "selectors": "selectors", "dataset": "datasets", "datasets": "datasets",
+            "label_budget": "label_budgets", "label_budgets": "label_budgets", "seed": "seeds", "seeds": "seeds",
+            "batch_budget": "batch_budgets", "batch_budgets": "batch_budgets", "shifts": "shifts"}
+
+
+def _text(values: Any) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]" if isinstance(values, list) else str(values)
+
+
+def _old_axis(data: Mapping[str, Any], axis: str, base: Mapping[str, Any], source: str) -> str:
+    """The axis as the suite file gives it: one list, or a list per dataset where they differ."""
+    if axis in ("selectors", "datasets"):
+        return _text([n if axis == "datasets" else str(o.get("label", n)) for n, o in _entries(data.get(axis), axis,
+                                                                                           source)])
+    top = data.get(axis)
+    if axis == "batch_budgets" and not top:
+        top = [base.get("batch_budget", RunConfig().batch_budget)]
+    per: dict[str, str] = {}
+    for ds, opts in _entries(data.get("datasets"), "datasets", source):
+        own = opts.get(axis)
+        if own is None and axis == "shifts" and isinstance(top, Mapping):
+            own = top.get(ds, [])
+        per[ds] = _text(_as_list(own if own is not None else top, axis, source))
+    if len(set(per.values())) == 1:
+        return next(iter(per.values()))
+    return ", ".join(f"{v} for {ds}" for ds, v in per.items())
+
+
+def _set_axes(data: Mapping[str, Any], given: dict[str, Any], base: dict[str, Any], source: str
+              ) -> tuple[dict[str, Any], list[str]]:
+    """The suite with each grid axis that `--set` names replaced by the values given (popped from
+    `given`), and one note per replaced axis ("--set seed=3 replaces the grid axis seed [0, 1, 2]")."""
+    data = dict(data)
+    notes: list[str] = []
+    if "run_name" in given:
+        raise UserError(
+            f"--set run_name={given['run_name']}: a suite names every run's folder from its grid "
+            f"(<suite>-<dataset>-<budget>-b<batches>-<selector>-s<seed>), so run_name cannot be set for all of them. "
+            "Leave it out; to write the runs elsewhere use --out, or give the suite another 'name'."
+        )
+    for key in [k for k in given if k in SET_AXES]:
+        axis, raw = SET_AXES[key], given.pop(key)
+        values = raw if isinstance(raw, list) else [raw]
+        if (not values and axis != "shifts") or any(v is None or isinstance(v, Mapping) for v in values):
+            raise UserError(f"--set {key}={raw!r} replaces the grid axis {axis}: give one value or a list, e.g. "
+                            f"--set {key}=[a, b].")
+        old = _old_axis(data, axis, base, source)
+        if axis in ("selectors", "datasets"):
+            entries = _entries(data.get(axis), axis, source)
+            new: list[Any] = []
+            for v in map(str, values):
+                same = [(n, o) for n, o in entries if str(o.get("label", n)) == v] or [
+                    (n, o) for n, o in entries if n == v]
+                new += [{"name": n, **o} for n, o in same] or [v]
+            data[axis] = new
+        else:
+            data[axis] = values
+            data["datasets"] = [
+                {"name": n, **{k: v for k, v in o.items() if k != axis}}
+                for n, o in _entries(data.get("datasets"), "datasets", source)
+            ]
+            if axis == "batch_budgets":
+                base.pop("batch_budget", None)
+        shown = _text(values) if isinstance(raw, list) else str(raw)
+        if old != _text(values):
+            notes.append(f"--set {key}={shown} replaces the grid axis {key} {old}")
+    return data, notes
+
+
+def _overridden(given: Mapping[str, Any], entry: Mapping[str, Any], where: str) -> list[str]:
+    """Notes for the keys of a dataset or selector entry that --set replaces (--set is the last layer)."""
+    flat = _merge(entry)
+    notes = []
+    for key, value in _merge(given).items():
+        if key == "selector_options":
+            for opt, v in value.items():
+                old = (flat.get("selector_options") or {}).get(opt, v)
+                if old != v:
+                    notes.append(f"--set selector_options.{opt}={v} replaces {old!r} {where}")
+        elif key in flat and flat[key] != value:
+            notes.append(f"--set {key}={value} replaces {key} {flat[key]!r} {where}")
+    return notes
+
+
+def _layered_config(layers: list[tuple[Mapping[str, Any], str]]) -> RunConfig:
+    """A RunConfig from flat layers (later wins, key by key), each error naming the layer that set the
+    key: the suite file's base, a dataset or selector entry, --set, or the grid."""
+    from .config import _Layers
+
+    built = _Layers()
+    for layer, where in layers:
+        flat: dict[str, Any] = {}
+        for k, v in layer.items():
+            if k == "selector_options" and isinstance(v, Mapping):
+                flat.update({f"selector_options.{o}": x for o, x in v.items()})
+            else:
+                flat[k] = v
+        if flat:
+            built.add(flat, where)
+    return built.build()
+
+
 def expand_suite(
     data: Mapping[str, Any],
     source: str = "<suite>",
@@ -309,12 +423,14 @@ def expand_suite(
     base = data.get("base") or {}
     if not isinstance(base, Mapping):
         raise UserError(f"'base' in suite {source} must be a mapping of run config keys, got {base!r}.")
-    base = _merge(base, parse_set(sets or []))
+    base = _merge(base)
     _refuse_grid_keys(base, f"under 'base' in {source}")
-    out_root = Path(out or base.pop("out", None) or RunConfig().out)
+    given = _merge(parse_set(sets or []))  # --set: the last layer of every run, named as such in errors
+    data, notes = _set_axes(data, given, base, source)
+    out_root = Path(out or given.pop("out", None) or base.pop("out", None) or RunConfig().out)
     base.pop("out", None)
     suite_dir = out_root / name
-    whole_pool = whole_pool or _default_whole_pool(list(base.get("plugins") or []))
+    whole_pool = whole_pool or _default_whole_pool(list(given.get("plugins") or base.get("plugins") or []))
 
     selectors = _entries(data.get("selectors"), "selectors", source)
     datasets = _entries(data.get("datasets"), "datasets", source)
@@ -323,8 +439,9 @@ def expand_suite(
     default_batch = base.pop("batch_budget", None)
     if default_batch is not None and data.get("batch_budgets"):
         raise UserError(
-            f"suite {source} gives both batch_budget ({default_batch}, under base or --set) and batch_budgets "
-            f"({data['batch_budgets']}); keep one: batch_budgets is the grid's list."
+            f"suite {source} gives both batch_budget ({default_batch}, under 'base') and batch_budgets "
+            f"({data['batch_budgets']}); keep one: batch_budgets is the grid's list (--set batch_budget=N replaces "
+            "it for one invocation)."
         )
     top_batches = _as_list(data.get("batch_budgets"), "batch_budgets", source) or [
         default_batch if default_batch is not None else RunConfig().batch_budget
@@ -349,6 +466,7 @@ def expand_suite(
                 f"(e.g. label: {sel}-variant) so that their runs get different ids."
             )
         labels_seen[label] = sel
+        notes += _overridden(given, opts, f"under selector '{label}'")
         sel_specs.append((sel, label, opts, whole_pool(sel)))
 
     runs: list[SuiteRun] = []
@@ -356,6 +474,7 @@ def expand_suite(
         where = f"under dataset '{ds}' in {source}"
         ds_opts = dict(ds_opts)
         _refuse_grid_keys(ds_opts, where)
+        notes += _overridden(given, ds_opts, f"under dataset '{ds}'")
         if "out" in ds_opts:
             raise UserError(f"'out' {where}: a suite writes every run under <out>/{name}/; set --out instead.")
         if "batch_budget" in ds_opts:
@@ -366,9 +485,11 @@ def expand_suite(
         batches = _ints(_as_list(ds_opts.pop("batch_budgets", None), "batch_budgets", source) or top_batches,
                         "batch_budgets", f"for '{ds}'")
         if not budgets:
-            raise UserError(f"suite {source} gives no label budget for dataset '{ds}': add 'label_budgets:'.")
+            raise UserError(f"suite {source} gives no label budget for dataset '{ds}': add 'label_budgets:' (or "
+                            "--set label_budget=N).")
         if not seeds:
-            raise UserError(f"suite {source} gives no seeds for dataset '{ds}': add 'seeds: [0, 1, 2]'.")
+            raise UserError(f"suite {source} gives no seeds for dataset '{ds}': add 'seeds: [0, 1, 2]' (or "
+                            "--set seed=0).")
         shifts = _shifts_for(ds, ds_opts.pop("shifts", None), top_shifts, source)
         for batch in batches:
             for sel, label, sel_opts, whole in sel_specs:
@@ -376,8 +497,7 @@ def expand_suite(
                     for seed in seeds:
                         point = GridPoint(ds, budget, batch, sel, label, seed, whole)
                         rid = run_id_for(name, point)
-                        merged = _merge(base, ds_opts, sel_opts)
-                        merged.update(
+                        grid: dict[str, Any] = dict(
                             selector=sel,
                             dataset=ds,
                             label_budget="100%" if whole else budget,
@@ -387,16 +507,21 @@ def expand_suite(
                             run_name=rid,
                         )
                         if shifts is not None:
-                            merged["shifts"] = shifts
-                        merged.setdefault("wandb_group", name)
-                        layers = f"base + dataset '{ds}' + selector '{label}'"
-                        cfg = config_from_dict(merged, f"in suite {source}: {layers}")
+                            grid["shifts"] = shifts
+                        cfg = _layered_config([
+                            ({"wandb_group": name}, "the suite's name"),
+                            (base, f"under 'base' in {source}"),
+                            (_merge(ds_opts), f"under dataset '{ds}' in {source}"),
+                            (_merge(sel_opts), f"under selector '{label}' in {source}"),
+                            (given, "--set"),
+                            (grid, f"the grid of suite {source}"),
+                        ])
                         runs.append(SuiteRun(rid, point, cfg))
     ids = [r.run_id for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise UserError(f"suite {source} makes run id(s) {', '.join(dup[:3])} twice: list each dataset once.")
-    suite = Suite(name=name, source=source, dir=suite_dir, runs=runs)
+    suite = Suite(name=name, source=source, dir=suite_dir, runs=runs, notes=notes)
     check_matching(suite)
     return suite
 
@@ -484,11 +609,88 @@ def feature_group(cfg: RunConfig) -> str:
 # planning: what a (re-)run of the suite does with each run
 
 
+@dataclass(frozen=True)
+class FolderState:
+    """What a run folder holds, as suites and the leaderboard read it: a summary.json that cannot be
+    read is `damaged` (never "unfinished"), a run that recorded its failure is `failed`, a folder
+    with a config.yaml and nothing else (the run stopped before training) is `half-made`."""
+
+    kind: str  # missing | finished | interrupted | unfinished | failed | damaged | half-made
+    dir: Path
+    detail: str = ""  # why it is damaged / the failure's error / what the folder holds
+    summary: dict[str, Any] | None = None
+    checkpoint: bool = False
+
+    def describe(self) -> str:
+        """One clause naming the folder (or file) and what is wrong with it."""
+        if self.kind == "damaged":
+            return f"damaged: {self.dir / SUMMARY} cannot be read ({self.detail})"
+        if self.kind == "failed":
+            return f"failed: {self.dir} (error: {self.detail})"
+        if self.kind == "half-made":
+            return (f"half-made: {self.dir} holds {self.detail} and no events, checkpoint or summary (the run "
+                    "stopped before training)")
+        if self.kind == "unfinished":
+            return f"unfinished: {self.dir} ({self.detail})"
+        if self.kind == "interrupted":
+            return f"interrupted: {self.dir} (checkpoint saved)"
+        return f"{self.kind}: {self.dir}"
+
+
+def read_run_folder(run_dir: str | Path) -> FolderState:
+    """The state of one run folder, telling a missing summary.json from a damaged one (where
+    `results.read_summary` gives None for both)."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        return FolderState("missing", d)
+    ckpt = (d / CHECKPOINT).is_file()
+    path = d / SUMMARY
+    if path.exists():
+        data: Any = None
+        try:
+            text = path.read_text()
+            data = json.loads(text) if text.strip() else None
+            problem = "the file is empty" if data is None else (
+                "" if isinstance(data, dict) else f"it holds a JSON {type(data).__name__}, not an object")
+        except OSError as e:
+            problem = f"it cannot be opened: {e.strerror or e}"
+        except ValueError as e:
+            problem = f"not valid JSON: {e}"
+        if problem:
+            return FolderState("damaged", d, problem, checkpoint=ckpt)
+        status = data.get("status")
+        if status == "finished":
+            return FolderState("finished", d, summary=data, checkpoint=ckpt)
+        if status == "failed":
+            return FolderState("failed", d, str(data.get("error") or "no error recorded"), data, ckpt)
+        if ckpt:
+            return FolderState("interrupted", d, summary=data, checkpoint=True)
+        return FolderState("unfinished", d, f"summary status {status!r} and no checkpoint to resume from", data)
+    if ckpt:
+        return FolderState("interrupted", d, checkpoint=True)
+    if (d / EVENTS).is_file():
+        return FolderState("unfinished", d, "no summary.json and no checkpoint: the run stopped without saving "
+                                            "(killed?)")
+    names = sorted(p.name for p in d.iterdir())
+    return FolderState("half-made", d, ", ".join(names) if names else "nothing")
+
+
 @dataclass
 class Planned:
     run: SuiteRun
     action: str  # skip | resume | start
-    stale: bool = False  # a folder without results or checkpoint is there: moved aside before the start
+    stale: bool = False  # a folder that cannot be finished or resumed is there: moved aside before the start
+    found: FolderState | None = None  # what the run's folder held, when there was one
+
+    @property
+    def note(self) -> str:
+        """What was found in the folder and what the suite does about it ('' for a clean start or skip)."""
+        f = self.found
+        if f is None or f.kind in ("missing", "finished"):
+            return ""
+        if self.action == "resume":
+            return f"{f.describe()}; resumed from its checkpoint" if f.kind != "interrupted" else ""
+        return f"{f.describe()}; run again (the old folder goes to .attempts/)"
 
 
 def _drift(run: SuiteRun) -> list[str]:
@@ -510,29 +712,24 @@ def _drift(run: SuiteRun) -> list[str]:
 
 
 def plan(suite: Suite) -> list[Planned]:
-    """What a (re-)run does with each run: skip (finished), resume (checkpoint) or start."""
+    """What a (re-)run does with each run: skip (finished), resume (checkpoint) or start; a failed,
+    damaged, half-made or unresumable folder is started again after `move_aside`."""
     out: list[Planned] = []
     drifted: list[str] = []
     for run in suite.runs:
         d = run.run_dir
-        summary = d / "summary.json"
-        status = None
-        if summary.is_file():
-            try:
-                status = read_json(summary).get("status")
-            except (OSError, ValueError):
-                status = None
-        if status == "finished":
+        found = read_run_folder(d)
+        if found.kind == "finished":
             action, stale = "skip", False
-        elif (d / "checkpoint.pt").is_file():
+        elif found.checkpoint and found.kind != "failed":  # a failed run starts over: its error may repeat
             action, stale = "resume", False
         else:
-            action, stale = "start", d.exists()
+            action, stale = "start", found.kind != "missing"
         if action != "start":
             diffs = _drift(run)
             if diffs:
                 drifted.append(f"{d} ({'; '.join(diffs[:3])})")
-        out.append(Planned(run, action, stale))
+        out.append(Planned(run, action, stale, found))
     if drifted:
         raise UserError(
             f"suite '{suite.name}': {len(drifted)} run folder(s) were made with another config than the suite now "
@@ -544,14 +741,21 @@ def plan(suite: Suite) -> list[Planned]:
 
 
 def move_aside(suite: Suite, run: SuiteRun) -> Path:
-    """A stale run folder (no results, no checkpoint) goes to <suite>/.attempts/, kept for its logs."""
-    attempts = suite.dir / ".attempts"
+    """A folder the suite runs again (failed, damaged, half-made, or no checkpoint to resume from) goes to
+    <suite>/.attempts/, kept for its logs and never read by the leaderboard."""
+    return move_folder_aside(run.run_dir)
+
+
+def move_folder_aside(run_dir: str | Path) -> Path:
+    """<suite>/<run-id>/ -> <suite>/.attempts/<run-id>.<k>/ (k: the first free number)."""
+    run_dir = Path(run_dir)
+    attempts = run_dir.parent / ATTEMPTS
     attempts.mkdir(parents=True, exist_ok=True)
     k = 1
-    while (attempts / f"{run.run_id}.{k}").exists():
+    while (attempts / f"{run_dir.name}.{k}").exists():
         k += 1
-    dest = attempts / f"{run.run_id}.{k}"
-    os.replace(run.run_dir, dest)
+    dest = attempts / f"{run_dir.name}.{k}"
+    os.replace(run_dir, dest)
     return dest
 
 
@@ -560,6 +764,10 @@ def grid_table(planned: list[Planned]) -> Table:
     table = Table(title_justify="left")
     table.add_column("run (suite-dataset-labels-batches-selector-seed)", overflow="fold")
     table.add_column("action", no_wrap=True)
+    notes = any(p.note for p in planned)
+    if notes:
+        table.add_column("found in its folder", overflow="fold")
     for p in planned:
-        table.add_row(p.run.run_id, p.action + (" (stale folder moved aside)" if p.stale else ""))
+        row = [p.run.run_id, p.action + (" (old folder moved aside)" if p.stale else "")]
+        table.add_row(*row, *([escape(p.note)] if notes else []))
     return table

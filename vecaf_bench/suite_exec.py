@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -64,6 +65,7 @@ class Ledger:
                 "error": None,
                 "log": None,
                 "job_id": None,
+                "found": p.note or None,  # a failed, damaged or half-made folder found before this run
                 "config": r.config.to_dict(),
             }
 
@@ -89,6 +91,7 @@ class Ledger:
                 "updated": _now(),
                 "elapsed_seconds": round(time.time() - self.started, 1),
                 "counts": self.counts(),
+                "notes": self.suite.notes,
                 "runs": list(self.entries.values()),
             },
         )
@@ -142,6 +145,61 @@ def run_job(config: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any
     return {"run_id": summary.get("run_id"), "status": summary.get("status"), "test_top1": summary.get("test_top1")}
 
 
+class SuiteJob:
+    """A submitit job's callable: one suite run, that survives preemption.
+
+    Checkpointable as submitit reads it (it requeues a job whose callable has a `checkpoint`
+    method, what `submitit.helpers.Checkpointable` provides; duck-typed here so that this module
+    imports without submitit). On preemption or time-out submitit sends SIGUSR2: the runner
+    finishes its step, saves checkpoint.pt and raises RunInterrupted; the job then hands the
+    signal to submitit's own handler (captured before the runner took the signal over), which
+    calls `checkpoint()` -- a submission of this job that resumes from checkpoint.pt -- and
+    requeues (SLURM: scontrol requeue; locally the controller starts the task again). SIGTERM and
+    SIGINT (scancel, Ctrl-C) are no preemption, as for submitit: the run keeps its checkpoint, the
+    job ends "interrupted" and the next run of the suite resumes it."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str) -> None:
+        self.config, self.run_dir = config, run_dir
+
+    def __call__(self, resume: bool = False) -> dict[str, Any]:
+        from .errors import RunInterrupted
+        from .suite import move_folder_aside, read_run_folder
+
+        requeue = _submitit_preemption_handler()
+        found = read_run_folder(self.run_dir)
+        if found.kind == "finished":  # preempted between the run's end and the job's
+            s = found.summary or {}
+            return {"run_id": s.get("run_id"), "status": "finished", "test_top1": s.get("test_top1")}
+        resume = found.checkpoint and found.kind != "failed"
+        if not resume and found.kind != "missing":  # an attempt preempted before its first checkpoint
+            move_folder_aside(self.run_dir)
+        try:
+            return run_job(self.config, self.run_dir, resume)
+        except RunInterrupted as e:
+            if requeue is not None and e.signal_name == requeue[0].name:
+                requeue[1](requeue[0], None)  # checkpoint() and requeue; exits this process (rank 0)
+            return {"run_id": Path(self.run_dir).name, "status": "interrupted", "test_top1": None,
+                    "error": f"{e}; its checkpoint is in {e.run_dir}: run the suite again to resume it"}
+
+    def checkpoint(self, resume: bool = False) -> Any:
+        """The submission submitit requeues: this job again, resuming from checkpoint.pt when there is one."""
+        import submitit
+
+        has_checkpoint = (Path(self.run_dir) / "checkpoint.pt").is_file()
+        return submitit.helpers.DelayedSubmission(self, resume=has_checkpoint)
+
+
+def _submitit_preemption_handler() -> tuple[signal.Signals, Any] | None:
+    """(signal, submitit's handler of it) inside a submitit job; None elsewhere."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return None
+    import submitit
+
+    sig = signal.Signals(submitit.JobEnvironment._usr_sig())
+    handler = signal.getsignal(sig)
+    return (sig, handler) if callable(handler) else None
+
+
 def _join_job_processes() -> None:
     """A submitit job with several tasks (one per GPU) is one run under torch.distributed: export
     what torchrun would (MASTER_ADDR, RANK, WORLD_SIZE, LOCAL_RANK), as DINO and DeiT do on SLURM."""
@@ -186,17 +244,27 @@ def run_suite(
     ledger = Ledger(suite, planned, executor if executor == "submitit" or max_parallel == 1 else "local-processes")
     ledger.write()
     todo = [p for p in planned if p.action != "skip"]
+    again: dict[str, int] = {}
+    for p in todo:
+        if p.stale and p.found is not None:
+            again[p.found.kind] = again.get(p.found.kind, 0) + 1
+    again_text = f" ({', '.join(f'{n} {k}' for k, n in sorted(again.items()))} folder(s) run again)" if again else ""
     console.print(
         f"suite {suite.name}: {len(planned)} runs, {len(planned) - len(todo)} finished earlier (skipped), "
-        f"{sum(p.action == 'resume' for p in todo)} to resume, {sum(p.action == 'start' for p in todo)} to start "
-        f"-> {suite.dir}",
+        f"{sum(p.action == 'resume' for p in todo)} to resume, {sum(p.action == 'start' for p in todo)} to start"
+        f"{again_text} -> {suite.dir}",
         soft_wrap=True,
         highlight=False,
     )
     for p in todo:
         if p.stale:
             dest = move_aside(suite, p.run)
-            console.print(f"[yellow]{p.run.run_id}: an unfinished folder without a checkpoint was moved to {dest}")
+            what = p.found.describe() if p.found else f"an unfinished folder {p.run.run_dir}"
+            ledger.update(p.run.run_id, found=f"{what}; moved to {dest}")
+            console.print(f"[yellow]{p.run.run_id}: {escape(what)}; moved to {escape(str(dest))}, run again[/]",
+                          highlight=False, soft_wrap=True)
+        elif p.note:
+            console.print(f"[yellow]{p.run.run_id}: {escape(p.note)}[/]", highlight=False, soft_wrap=True)
     if executor == "local" and max_parallel == 1:
         _run_in_process(todo, ledger, console)
     else:
@@ -336,7 +404,7 @@ class _Processes(_Backend):
         self.gpus.give(gpu)
         if rc == 0:
             return Outcome("finished", log=str(log), test_top1=_top1(run.run_dir))
-        if rc == 130:
+        if rc in (130, 143):  # the runner stopped on SIGINT / SIGTERM after saving its checkpoint
             return Outcome("interrupted", log=str(log), error="interrupted (checkpoint saved)")
         return Outcome("failed", log=str(log), error=_last_error(Path(log), rc))
 
@@ -408,7 +476,7 @@ class _Submitit(_Backend):
         self.cluster = self.executor.cluster
 
     def start(self, run: SuiteRun, resume: bool) -> tuple[Any, str | None, str | None]:
-        job = self.executor.submit(run_job, run.config.to_dict(), str(run.run_dir), resume)
+        job = self.executor.submit(SuiteJob(run.config.to_dict(), str(run.run_dir)), resume)
         return job, str(job.job_id), str(job.paths.stderr)
 
     def poll(self, handle: Any) -> Outcome | None:
@@ -422,6 +490,8 @@ class _Submitit(_Backend):
             text = str(e)
             status = "interrupted" if "RunInterrupted" in text else "failed"
             return Outcome(status, error=_exception_line(text) or type(e).__name__, log=log)
+        if result.get("status") == "interrupted":
+            return Outcome("interrupted", error=result.get("error"), log=log)
         return Outcome("finished", log=log, test_top1=result.get("test_top1"))
 
     def interrupt(self, handles: list[Any]) -> str:
@@ -530,5 +600,7 @@ def report_table(report: SuiteReport) -> Table:
         top1 = f"{e['test_top1']:.2f}" if isinstance(e.get("test_top1"), (int, float)) else ""
         secs = f"{e['seconds']:.0f}" if isinstance(e.get("seconds"), (int, float)) else ""
         note = (e.get("error") or "") + (f" (log: {e['log']})" if e["status"] == "failed" and e.get("log") else "")
-        table.add_row(e["run_id"], f"[{colour}]{e['status']}[/]", top1, secs, note)
+        if e.get("found"):
+            note = f"{note} (before: {e['found']})" if note else f"before: {e['found']}"
+        table.add_row(e["run_id"], f"[{colour}]{e['status']}[/]", top1, secs, escape(note))
     return table

@@ -252,8 +252,9 @@ def load_captions(path: str | Path, n: int, paths: Sequence[str | Path] | None =
     if missing:
         shown = ", ".join(finder.describe(i) for i in missing[:3]) + (", ..." if len(missing) > 3 else "")
         raise UserError(
-            f"{where} has no caption for {len(missing)} of {n} pool samples ({shown}). Every sample needs one; "
-            "leave out --captions to use class-name prompts instead."
+            f"{where} has no caption for {len(missing)} of {n} pool samples ({shown}). Every sample needs one: "
+            "add the missing rows, or unset the config key 'captions' (--set captions=none, or delete the "
+            "'captions:' line of the config file) to use class-name prompts instead."
         )
     return [c for c in out if c is not None]
 

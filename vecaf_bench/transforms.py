@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from timm.data import create_transform
+import torch  # at the top: TransformedImages subclasses torch's Dataset
 from torch.utils.data import DataLoader, Dataset
 
 from .data import ImageSource
@@ -25,6 +24,8 @@ def data_config_for(base: dict[str, Any], image_size: int | None) -> dict[str, A
 
 
 def eval_transform(data_config: dict[str, Any]) -> Any:
+    from timm.data import create_transform  # timm costs seconds: imported when a pipeline is made
+
     return create_transform(
         input_size=data_config["input_size"],
         interpolation=data_config.get("interpolation", "bilinear"),
@@ -40,6 +41,8 @@ def eval_transform(data_config: dict[str, Any]) -> Any:
 def train_transform(data_config: dict[str, Any], augment: bool, overrides: dict[str, Any]) -> Any:
     if not augment:
         return eval_transform(data_config)
+    from timm.data import create_transform
+
     kwargs = dict(
         input_size=data_config["input_size"],
         interpolation=data_config.get("interpolation", "bilinear"),

@@ -7,17 +7,18 @@ hub), `hub`, `shipped`, `none` (random init) or the path of a .pth/.safetensors 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import timm
-import torch
-from timm.data import resolve_data_config
-from torch import nn
+from vecaf_bench.api import UserError, hookimpl
 
-from vecaf_bench.api import UserError, hookimpl, unknown
+if TYPE_CHECKING:  # timm and torch are imported when a backbone is made, not when the plugin is listed
+    import torch
+    from torch import nn
 
 SHIPPED_MODEL = "tf_efficientnet_lite0"
 
@@ -59,7 +60,9 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
+def _load_state_file(path: Path, arch: str = "") -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -67,22 +70,50 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"weights file '{path}' could not be read ({type(e).__name__}: {e}).") from None
+        # torch's own words are a pickle detail ("KeyError: 101", "pop from empty list"): one line, as a clue
+        detail = (str(e).strip().splitlines() or [""])[0][:160]
+        raise _not_a_checkpoint(path, arch, f"{type(e).__name__}: {detail}" if detail else type(e).__name__) from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             return state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        got = "a mapping with non-tensor values" if isinstance(state, Mapping) else f"a {type(state).__name__}"
+        raise _not_a_checkpoint(path, arch, f"it holds {got}, not parameter names mapped to tensors")
     return state
+
+
+def _not_a_checkpoint(path: Path, arch: str, why: str) -> UserError:
+    """A file given to --weights that holds no state dict: say what it is and what --weights expects."""
+    of = f"timm model '{arch}'" if arch else "the backbone"
+    return UserError(
+        f"--weights '{path}' is not a checkpoint torch or safetensors can read ({why}). --weights PATH expects a "
+        f"state_dict of {of}, saved with torch.save(model.state_dict(), 'x.pth') as .pth/.pt or with safetensors as "
+        ".safetensors. Check the file (the wrong file, or a partial download?), or use --weights default, hub or none."
+    )
+
+
+def _unknown_model(name: str) -> UserError:
+    """An unknown timm name with its closest names: timm has ~1,300 architectures, and all of them is no help."""
+    import timm
+
+    names = timm.list_models()
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    stem = re.match(r"[a-z]+", (close[0] if close else name).lower())
+    pattern = f"*{stem.group(0)}*" if stem and len(stem.group(0)) >= 3 else "*vit*"
+    found = f" Did you mean '{close[0]}'? Closest: {', '.join(close)}." if close else " No timm name is close to it."
+    return UserError(
+        f"unknown timm model '{name}' (--backbone timm:{name}).{found} timm has {len(names)} models; list the "
+        f"ones matching a pattern with: python -c \"import timm; print(timm.list_models('{pattern}'))\""
+    )
 
 
 class TimmBackbone:
     def __init__(self, name: str, weights: str = "default") -> None:
+        import timm
+        from timm.data import resolve_data_config
+
         if not timm.is_model(name):
-            raise unknown(
-                "timm model",
-                name,
-                timm.list_models(),
-                hint="List them with: python -c \"import timm; print(timm.list_models('*vit*'))\"",
-            )
+            raise _unknown_model(name)
         self.name = name
         self.weights = weights
         if weights == "default":
@@ -113,6 +144,8 @@ class TimmBackbone:
         self.data_config: dict[str, Any] = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
 
     def create_model(self, num_classes: int, drop_path: float = 0.0) -> nn.Module:
+        import timm
+
         model: Any
         kwargs: dict[str, Any] = {"drop_path_rate": drop_path} if drop_path else {}
         if self.mode == "hub":
@@ -126,7 +159,7 @@ class TimmBackbone:
         else:
             model = timm.create_model(self.name, pretrained=False, **kwargs)
             if self.weights_file is not None:
-                state = _load_state_file(self.weights_file)
+                state = _load_state_file(self.weights_file, self.name)
                 if self.mode == "shipped":
                     state = convert_shipped(state, model)
                 head = model.default_cfg.get("classifier", "~")

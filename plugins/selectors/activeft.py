@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vecaf_bench.api import Capabilities, SelectionContext, UserError, hookimpl
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 
 def _pad_rows(n: int, multiple: int = 128) -> int:
@@ -53,6 +54,8 @@ def loss_and_grad(
     copy never beats its original (ties go to the lower index). Default: 128 on CUDA, none on
     the CPU, where the extra columns would only cost.
     """
+    import torch
+
     n, b = feats.shape[0], theta.shape[0]
     norm = theta.norm(dim=1, keepdim=True).clamp_min(1e-12)
     c = theta / norm
@@ -111,6 +114,9 @@ def reference_loss(
     weight_mode: str = "outside",
 ) -> torch.Tensor:
     """The formula written directly (dense, autograd): the check for `loss_and_grad`."""
+    import torch
+    import torch.nn.functional as F
+
     c = F.normalize(theta, dim=1)
     sims = feats @ c.T
     s, a = sims.max(dim=1)
@@ -125,6 +131,8 @@ def reference_loss(
 
 
 def farthest_point_init(feats: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    import torch
+
     n = feats.shape[0]
     first = int(torch.randint(n, (1,), generator=generator, device="cpu").item())
     picks = [first]
@@ -150,6 +158,9 @@ def map_centres_to_samples(
     Fast and exact: each centre's top-k candidates come from one chunked pass; a centre whose
     k candidates are all taken falls back to a full search. Returns (indices, fallbacks).
     """
+    import torch
+    import torch.nn.functional as F
+
     n, b = feats.shape[0], centres.shape[0]
     c = F.normalize(centres.float(), dim=1)
     k = min(k, n)
@@ -190,6 +201,8 @@ def map_centres_to_samples(
 
 def map_centres_naive(feats: torch.Tensor, centres: torch.Tensor, exclude: np.ndarray | None = None) -> np.ndarray:
     """The obvious mapping (full argsort per centre): the reference the fast one must equal."""
+    import torch.nn.functional as F
+
     c = F.normalize(centres.float(), dim=1)
     taken = set(np.asarray(exclude).tolist()) if exclude is not None else set()
     out = []
@@ -240,6 +253,8 @@ class ActiveFT:
         return ctx.features_tensor()
 
     def fit_centres(self, ctx: SelectionContext, feats: torch.Tensor, count: int) -> torch.Tensor:
+        import torch
+
         gen = ctx.generator()
         n = feats.shape[0]
         remaining = np.setdiff1d(np.arange(n), ctx.selected)

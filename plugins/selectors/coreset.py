@@ -12,16 +12,20 @@ distances stay fp32), which a test shows covers the pool as well as fp32.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from vecaf_bench.api import Capabilities, SelectionContext, UserError, hookimpl
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 
 def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torch.Tensor:
     """min_j ||f_i - c_j|| for every row i, in (rows x chunk) blocks."""
+    import torch
+
     sq_f = (feats * feats).sum(1)
     out = torch.full((feats.shape[0],), float("inf"), device=feats.device, dtype=feats.dtype)
     for s in range(0, centres.shape[0], chunk):
@@ -32,6 +36,8 @@ def _min_dist_to(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> torc
 
 
 def _argmax_lowest(x: torch.Tensor) -> int:
+    import torch
+
     m = x.max()
     return int(torch.nonzero(x == m)[0, 0])
 
@@ -46,6 +52,8 @@ class KCenterGreedy:
         self.precision = precision
 
     def select(self, ctx: SelectionContext, count: int) -> np.ndarray:
+        import torch
+
         if count == 0:
             return np.zeros(0, dtype=np.int64)
         feats = ctx.features_tensor()

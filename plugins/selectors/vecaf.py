@@ -19,14 +19,15 @@ alternates rounds of selection with finetuning and counts the loss forward passe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vecaf_bench.api import Capabilities, Selection, SelectionContext, UserError, hookimpl
 from vecaf_bench_plugins.selectors.activeft import ActiveFT, map_centres_to_samples
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 ALPHA_MODES = ("attentive", "one")
 WEIGHT_MODES = ("outside", "inside")
@@ -35,6 +36,8 @@ WEIGHT_TRANSFORMS = ("none", "clip", "sigmoid", "log1p")
 
 def ridge_map(text: torch.Tensor, image: torch.Tensor, ridge: float = 1e-2) -> torch.Tensor:
     """W (dt x d) minimising |T W - F|^2 + ridge |W|^2, closed form: maps text into image space."""
+    import torch
+
     dt = text.shape[1]
     gram = text.T @ text + ridge * torch.eye(dt, device=text.device, dtype=text.dtype)
     return torch.linalg.solve(gram, text.T @ image)
@@ -52,6 +55,9 @@ def cea_features(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(augmented features, alpha). `text`/`class_text` are already in the image space."""
+    import torch
+    import torch.nn.functional as F
+
     f = F.normalize(feats, dim=1)
     t = F.normalize(text, dim=1)
     if alpha_mode == "one":
@@ -119,6 +125,9 @@ class VeCAF(ActiveFT):
         self._stats: dict[str, Any] = {}
 
     def features(self, ctx: SelectionContext) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
         feats = ctx.features_tensor()
         if self.eta == 0:
             return feats
@@ -140,6 +149,8 @@ class VeCAF(ActiveFT):
         return aug
 
     def weights(self, ctx: SelectionContext) -> tuple[torch.Tensor | None, str]:
+        import torch
+
         if ctx.trained_steps == 0:
             self._stats.update(weights="uniform (untrained head)")
             return None, self.weight_mode
@@ -150,6 +161,9 @@ class VeCAF(ActiveFT):
         return torch.as_tensor(w, device=ctx.device), self.weight_mode
 
     def select(self, ctx: SelectionContext, count: int) -> Selection:
+        import torch
+        import torch.nn.functional as F
+
         self._stats = {}
         self._member = 0
         if self.ensemble == 1 or count == 0:

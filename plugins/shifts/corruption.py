@@ -42,7 +42,6 @@ from vecaf_bench.api import (
     OODSplit,
     ShiftRequest,
     UserError,
-    cache_key,
     default_cache_dir,
     hookimpl,
     unknown,
@@ -261,6 +260,8 @@ class CorruptedImages:
             "corruption": corruption, "severity": self.severity, "seed": self.seed, "size": self.size,
             "corrupt_tta": _corrupt_tta_version(),
         }  # fmt: skip
+        from vecaf_bench.api import cache_key  # imports torch: not when the plugin is loaded
+
         self.path = Path(root) / f"{cache_key(**self.meta)}.npy"
         self.shape = (len(source), self.size, self.size, 3)
         self._pixels: np.ndarray | None = None
@@ -305,6 +306,8 @@ class CorruptedImages:
 def _clean(source: ImageSource, size: int, root: Path, on_image: Callable[[], None] | None = None) -> np.ndarray:
     """The source prepared at `size` (decoded, resized, cropped) once for all the splits that
     are built from it, cached beside them."""
+    from vecaf_bench.api import cache_key  # imports torch: not when the plugin is loaded
+
     meta = {"kind": "prepared", "format": FORMAT, "source": source.fingerprint, "n": len(source), "size": size}
     path = root / f"{cache_key(**meta)}.npy"
     shape = (len(source), size, size, 3)

@@ -28,7 +28,6 @@ from vecaf_bench.api import (
     ShiftRequest,
     UserError,
     align_classes,
-    domain_templates,
     hookimpl,
 )
 
@@ -55,6 +54,8 @@ def _domain_name(name: str, other: DatasetSplits) -> str:
 
 def domain_shift(request: ShiftRequest) -> list[OODSplit]:
     """One OOD split: the named dataset, mapped onto the run's classes."""
+    from vecaf_bench.api import domain_templates  # imports torch: not when the plugin is loaded
+
     name = request.spec.strip()
     if not name:
         raise UserError(

@@ -14,13 +14,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vecaf_bench.api import UserError, hookimpl
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 WEIGHTS = "model.safetensors"
 
@@ -102,26 +103,29 @@ class MiniLM:
         self._model.to(device)
         self._device = device
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
-        dev = torch.device(device)
-        if self._model is None:
-            self._load(dev)
-        elif self._device != dev:
-            self._model.to(dev)
-            self._device = dev
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bs = max(int(batch_size), 1)
-        for s in range(0, len(texts), bs):
-            batch = self._tokenizer(
-                list(texts[s : s + bs]), padding=True, truncation=True, max_length=self.max_length,
-                return_tensors="pt",
-            ).to(dev)
-            tokens = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-            mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out[s : s + len(mean)] = F.normalize(mean.float(), dim=1).cpu().numpy()
-        return out
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            dev = torch.device(device)
+            if self._model is None:
+                self._load(dev)
+            elif self._device != dev:
+                self._model.to(dev)
+                self._device = dev
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            bs = max(int(batch_size), 1)
+            for s in range(0, len(texts), bs):
+                batch = self._tokenizer(
+                    list(texts[s : s + bs]), padding=True, truncation=True, max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(dev)
+                tokens = self._model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[s : s + len(mean)] = F.normalize(mean.float(), dim=1).cpu().numpy()
+            return out
 
 
 @hookimpl

@@ -14,13 +14,14 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from vecaf_bench.api import UserError, hookimpl, unknown
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 RANDOM = ("", "none", "random")
 RANDOM_SEED = 0
@@ -50,6 +51,7 @@ class OpenClipText:
         self, model: str = "ViT-B-32", pretrained: str | None = "openai", cache_dir: str | None = None
     ) -> None:
         import open_clip
+        import torch
 
         models = open_clip.list_models()
         if model not in models:
@@ -89,6 +91,7 @@ class OpenClipText:
 
     def _load(self, device: torch.device) -> None:
         import open_clip
+        import torch
 
         what = f"open_clip model '{self.model_name}'"
         try:
@@ -120,21 +123,24 @@ class OpenClipText:
         self._model = model.eval().to(device)
         self._device = device
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], batch_size: int = 256, device: torch.device | str = "cpu") -> np.ndarray:
-        dev = torch.device(device)
-        if self._model is None:
-            self._load(dev)
-        elif self._device != dev:
-            self._model.to(dev)
-            self._device = dev
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        bs = max(int(batch_size), 1)
-        for s in range(0, len(texts), bs):
-            tokens = self._tokenizer(list(texts[s : s + bs])).to(dev)
-            emb = self._model.encode_text(tokens).float()
-            out[s : s + len(emb)] = F.normalize(emb, dim=1).cpu().numpy()
-        return out
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            dev = torch.device(device)
+            if self._model is None:
+                self._load(dev)
+            elif self._device != dev:
+                self._model.to(dev)
+                self._device = dev
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            bs = max(int(batch_size), 1)
+            for s in range(0, len(texts), bs):
+                tokens = self._tokenizer(list(texts[s : s + bs])).to(dev)
+                emb = self._model.encode_text(tokens).float()
+                out[s : s + len(emb)] = F.normalize(emb, dim=1).cpu().numpy()
+            return out
 
 
 @hookimpl

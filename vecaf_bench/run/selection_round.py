@@ -83,24 +83,104 @@ class SelectorSlot:
     source: str = ""
 
 
+def _option_params(factory: Any) -> tuple[dict[str, tuple[inspect.Parameter, dict[str, Any]]], bool]:
+    """The factory's options (each with the globals its annotation is read in), and whether that list is
+    complete. A class's `**kwargs` passed on to its base (vecaf's to ActiveFT) is followed up the MRO."""
+    found: dict[str, tuple[inspect.Parameter, dict[str, Any]]] = {}
+    inits = [c.__dict__["__init__"] for c in factory.__mro__[:-1] if "__init__" in c.__dict__] \
+        if isinstance(factory, type) else [factory]
+    for fn in inits:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):  # a builtin or C factory without a signature
+            return found, False
+        open_ended = False
+        for p in params:
+            if p.kind is p.VAR_KEYWORD:
+                open_ended = True
+            elif p.name != "self" and p.kind is not p.VAR_POSITIONAL:
+                found.setdefault(p.name, (p, getattr(fn, "__globals__", {})))
+        if not open_ended:
+            return found, True
+    return found, False
+
+
+def _expected(param: inspect.Parameter, namespace: dict[str, Any]) -> Any:
+    """The option's declared type (its annotation, else its default's type); None: anything goes."""
+    annotation = param.annotation
+    if isinstance(annotation, str):  # `from __future__ import annotations`
+        try:
+            annotation = eval(annotation, dict(namespace))  # noqa: S307 - the plugin's own annotation
+        except Exception:
+            return None  # a name imported only under TYPE_CHECKING: not checkable here
+    if annotation is inspect.Parameter.empty:
+        default = param.default
+        return type(default) if isinstance(default, bool | int | float | str) else None
+    return None if annotation is Any else annotation
+
+
+def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """OPTIONS checked against the selector's declared types and converted to them (`tau: 0.1` from YAML as
+    text becomes 0.1), in this one place rather than in each selector: a wrong type would otherwise surface
+    as whatever the selector's first comparison raises ("'<=' not supported between 'str' and 'int'")."""
+    from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+    from ..errors import did_you_mean
+
+    params, complete = _option_params(factory)
+    bad = [k for k in options if k not in params]
+    if bad and complete:
+        accepted = list(params)
+        raise UserError(
+            f"selector '{name}' does not take option(s) {', '.join(map(repr, bad))} "
+            f"(--set selector_options.{bad[0]}=...).{did_you_mean(bad[0], accepted)} "
+            f"It accepts: {', '.join(accepted) or 'no options'}."
+        )
+    out = dict(options)
+    for key, value in options.items():
+        if key not in params:
+            continue
+        param, namespace = params[key]
+        expected = _expected(param, namespace)
+        if expected is None:
+            continue
+        try:
+            adapter = TypeAdapter(expected, config=ConfigDict(coerce_numbers_to_str=True, allow_inf_nan=False))
+            allows_bool = "bool" in str(expected)
+            if isinstance(value, bool) and not allows_bool:
+                raise ValueError("a bool is not a number")
+            out[key] = adapter.validate_python(value)
+        except (ValidationError, ValueError):
+            default = "" if param.default is inspect.Parameter.empty else f", e.g. its default {param.default!r}"
+            raise UserError(
+                f"selector '{name}' option '{key}' must be {_type_words(expected)}, got {value!r} "
+                f"(--set selector_options.{key}=...). Give {_type_words(expected)}{default}; the selector "
+                "checks the range itself."
+            ) from None
+        except Exception:  # an annotation pydantic cannot check (a plugin's own class): the selector decides
+            continue
+    return out
+
+
+def _type_words(expected: Any) -> str:
+    words = {float: "a finite number (float)", int: "a whole number (int)", bool: "true or false (bool)",
+             str: "text (str)"}
+    if expected in words:
+        return words[expected]
+    text = str(expected).replace("typing.", "")
+    return f"of type {text}" + (" (none allowed)" if "None" in text else "")
+
+
 def make_selector(host: PluginHost, name: str, options: Mapping[str, Any] | None = None) -> SelectorSlot:
     entry = host.selectors().get(name)
-    options = dict(options or {})
-    try:
-        inspect.signature(entry.factory).bind(**options)
-    except TypeError:
-        accepted = [p for p in inspect.signature(entry.factory).parameters if p not in ("self", "kwargs")]
-        bad = [k for k in options if k not in accepted]
-        raise UserError(
-            f"selector '{name}' does not take option(s) {', '.join(map(repr, bad)) or repr(options)}; "
-            f"it accepts: {', '.join(accepted) or 'no options'}."
-        ) from None
-    except ValueError:  # a builtin or C factory without a signature: let the call decide
-        pass
+    options = _typed_options(name, entry.factory, dict(options or {}))
     try:
         selector = entry.factory(**options)
     except TypeError as e:
-        raise UserError(f"selector '{name}' does not take these options {options}: {e}.") from None
+        raise UserError(
+            f"selector '{name}' could not be built with options {options} ({e}). Check each option's name and "
+            "value (--set selector_options.<name>=VALUE) against the selector's documentation."
+        ) from None
     if not callable(getattr(selector, "select", None)):
         raise PluginError(f"selector '{name}' ({entry.source}) has no select(ctx, count) method.")
     return SelectorSlot(name, selector, capabilities_of(selector, name), entry.source)
