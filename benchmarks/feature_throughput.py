@@ -37,6 +37,8 @@ from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 from vecaf_bench.data import DatasetRequest  # noqa: E402
 from vecaf_bench.device import resolve_device  # noqa: E402
 from vecaf_bench.features import FeatureCache, cache_key, extract  # noqa: E402
@@ -52,16 +54,6 @@ CACHE_TARGET = 10.0
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_facts(device: torch.device) -> dict[str, Any]:

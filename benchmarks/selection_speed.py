@@ -57,6 +57,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 from vecaf_bench.api import SelectionContext  # noqa: E402
 from vecaf_bench.device import resolve_device  # noqa: E402
 from vecaf_bench_plugins.selectors.activeft import (  # noqa: E402
@@ -120,16 +122,6 @@ def _sync(device: torch.device) -> None:
 def now(device: torch.device) -> float:
     _sync(device)
     return time.perf_counter()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _meminfo_bytes(key: str) -> int | None:

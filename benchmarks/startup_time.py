@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+
 ERROR_TARGET_S = 2.0
 LIST_TARGET_S = 5.0
 
@@ -62,16 +65,6 @@ SCRATCH = {
     "bad.yaml": "selector: random\nbatch_size: many\n",
     "bad-suite.yaml": "name: bad\nselectors: [random]\ndatasets: [digits]\ngrid: {seed: [0]}\n",
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_pressure() -> str | None:

@@ -242,7 +242,9 @@ class RunConfig(_Schema):
     eval_every: Int = Field(default=50, ge=0, description="Evaluate every k steps (0: only at the end).")
     checkpoint_every: Int = Field(
         default=100, ge=0,
-        description="Save a checkpoint every k optimizer steps, besides those after each selection round (0: only those).",
+        description=(
+            "Save a checkpoint every k optimizer steps, besides those after each selection round (0: only those)."
+        ),
     )
     seed: Int = Field(default=0, ge=0, description="Seed for selection, head init and training.")
     device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N | mps.")

@@ -26,20 +26,17 @@ NOT_IDENTITY = frozenset(
 )
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and key in ("train",):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def flat(config: Mapping[str, Any]) -> dict[str, Any]:
+    """CONFIG (a RunConfig's `to_dict()`) as dotted key -> value, the keys `--set` takes: the train
+    section's keys as train.KEY; selector_options stays one value."""
+    out = dict(config)
+    train = out.pop("train", None) or {}
+    return {**out, **{f"train.{k}": v for k, v in train.items()}}
 
 
 def identity_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     """The identity of CONFIG (a RunConfig's `to_dict()`), as dotted key -> value."""
-    return {k: v for k, v in sorted(_flat(config).items()) if k not in NOT_IDENTITY}
+    return {k: v for k, v in sorted(flat(config).items()) if k not in NOT_IDENTITY}
 
 
 def identity_hash(fields: Mapping[str, Any]) -> str:

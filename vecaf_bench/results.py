@@ -148,7 +148,8 @@ class RunFiles:
     def _put_aside(self, path: Path, e: Exception) -> str:
         aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
         os.replace(path, aside)
-        return f"'{path}' is damaged ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); it was kept aside as '{aside.name}'"
+        first = (str(e).splitlines() or [""])[0][:200]
+        return f"'{path}' is damaged ({type(e).__name__}: {first}); it was kept aside as '{aside.name}'"
 
     def load_checkpoint(self, console: Any = None) -> dict[str, Any]:
         """The newest whole checkpoint. A damaged one (a killed save, a full disk, a foreign file) is

@@ -79,7 +79,7 @@ def _load_state_file(path: Path, arch: str = "") -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         got = "a mapping with non-tensor values" if isinstance(state, Mapping) else f"a {type(state).__name__}"
         raise _not_a_checkpoint(path, arch, f"it holds {got}, not parameter names mapped to tensors")
-    return state
+    return dict(state)
 
 
 def _not_a_checkpoint(path: Path, arch: str, why: str) -> UserError:

@@ -25,12 +25,11 @@ from rich.console import Console
 from .. import sync_batchnorm
 from ..api import RoundRecord, RunInfo
 from ..budget import check_rounds, resolve_label_budget, split_evenly
-
 from ..config import RunConfig, build_config, config_from_dict, dump_yaml, load_yaml
 from ..data import DatasetSplits
 from ..device import resolve_device
 from ..errors import PluginError, RunInterrupted, UserError
-from ..identity import describe, differences, identity_fields, identity_hash
+from ..identity import describe, differences, flat, identity_fields, identity_hash
 from ..pluginmanager import PluginHost
 from ..progress import make_progress
 from ..results import CHECKPOINT, CONFIG, RunFiles, read_summary
@@ -575,17 +574,10 @@ def _apply_resume_flags(
             f"what it computes ({describe(changed)}). Drop those flags to resume, or start a new run with them: "
             f"vecaf-bench run --config {config_path} plus the flags."
         )
-    applied = [(k, a, b) for k, a, b in differences(_flat_dict(recorded), _flat_dict(wanted))]
-    for k, a, b in applied:
+    for k, a, b in differences(flat(recorded.to_dict()), flat(wanted.to_dict())):
         console.print(f"resume: {k} = {b!r} (the run had {a!r}); it does not change what the run computes.",
                       highlight=False)
     return wanted
-
-
-def _flat_dict(cfg: RunConfig) -> dict[str, Any]:
-    d = cfg.to_dict()
-    train = d.pop("train", {})
-    return {**d, **{f"train.{k}": v for k, v in train.items()}}
 
 
 def _check_identity(ckpt: dict[str, Any], cfg: RunConfig, files: RunFiles) -> None:
