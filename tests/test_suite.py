@@ -7,43 +7,24 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
 from rich.console import Console
-from typer.testing import CliRunner
+from suite_kit import invoke, suite_app, whole_pool, write_suite
 
 from vecaf_bench import suite as st
 from vecaf_bench import suite_exec as ex
-from vecaf_bench.cli import friendly
-from vecaf_bench.cli_suite import leaderboard, suite
 from vecaf_bench.config import dump_yaml
 from vecaf_bench.errors import UserError
-
-TINY_BASE = {"batch_size": 8, "eval_every": 2, "image_size": 32, "train": {"warmup_steps": 1}}
-
-
-def whole_pool(name: str) -> bool:
-    return name == "full"
-
-
-def tiny_suite(tmp_path: Path, **over) -> Path:
-    data = {"name": "tiny", "base": TINY_BASE, "selectors": ["random", "coreset"], "datasets": ["digits"],
-            "label_budgets": [10], "batch_budgets": [4], "seeds": [0, 1], **over}
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture
 def app():
-    a = typer.Typer(pretty_exceptions_enable=False)
-    a.command()(friendly(suite))
-    a.command()(friendly(leaderboard))
-    return a
+    return suite_app()
 
 
-def invoke(app, *args):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+def tiny_suite(tmp_path: Path, **over) -> Path:
+    return write_suite(tmp_path, "tiny", **over)
+
 
 
 GRID = {

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .config import description as config_description
@@ -31,15 +32,16 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except RunInterrupted as e:
             import signal
 
+            where = escape(str(e.run_dir))
             err.print(
                 f"[yellow]Interrupted ({e.signal_name}) at step {e.step}/{e.total}.[/] The finished parts are on disk "
-                f"in {e.run_dir} (config.yaml, selected.json, events.jsonl, summary.json, checkpoint.pt).\n"
-                f"Resume with: vecaf-bench run --resume {e.run_dir}",
+                f"in {where} (config.yaml, selected.json, events.jsonl, summary.json, checkpoint.pt).\n"
+                f"Resume with: vecaf-bench run --resume {where}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -106,7 +106,7 @@ def leaderboard(
     if fmt not in lb.FORMATS:
         lb.render(lb.Board([], {}, {}, {}, [], []), fmt)  # raises the message with the valid formats
     if from_wandb:
-        records, unfinished = lb.records_from_wandb(from_wandb), 0
+        records, scan = lb.records_from_wandb(from_wandb), lb.RunScan()
         where = f"W&B project {from_wandb}"
     else:
         if directory is None:
@@ -115,17 +115,13 @@ def leaderboard(
                 raise UserError(f"no '{directory}' folder here (the default results folder of run and suite). "
                                 "Give the folder of your runs, e.g. vecaf-bench leaderboard runs/smoke, or "
                                 "--from-wandb ENTITY/PROJECT.")
-        records, unfinished = lb.load_records(directory)
-        where = f"'{directory}'"
+        scan = lb.scan_runs(directory)
+        records, where = scan.records, f"'{directory}'"
     if not records:
-        raise UserError(
-            f"no finished runs in {where}" + (f" ({unfinished} unfinished)" if unfinished else "")
-            + ". Point it at the --out folder of finished runs."
-        )
+        raise UserError(scan.nothing_message(where))
     lb.fill_uses(records)
     board = lb.build_board(records, target=target)
-    if unfinished:
-        board.notes.append(f"{unfinished} unfinished run(s) left out.")
+    board.notes.extend(scan.notes())
     rendered = lb.render(board, fmt)
     if output:
         text = rendered if isinstance(rendered, str) else lb.to_markdown(board)

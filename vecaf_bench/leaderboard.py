@@ -128,36 +128,113 @@ def record_from_summary(
     )
 
 
-def load_records(root: str | Path) -> tuple[list[Record], int]:
-    """Every finished run's summary.json under `root` (recursively); also how many were not finished."""
+@dataclass
+class RunScan:
+    """The run folders under a leaderboard's folder: the finished ones as records, every other one
+    named with what is wrong with it (damaged, failed, half-made, unfinished) and left out."""
+
+    records: list[Record] = field(default_factory=list)
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # kind -> descriptions (with the path)
+
+    def leave_out(self, kind: str, description: str) -> None:
+        self.left_out.setdefault(kind, []).append(description)
+
+    def count(self, kind: str) -> int:
+        return len(self.left_out.get(kind, []))
+
+    def notes(self) -> list[str]:
+        """One sentence per kind left out, naming each folder (the first five) and what to do."""
+        advice = {
+            "damaged": "its summary.json cannot be read: run it again (a suite does so, keeping the old folder in "
+                       ".attempts/) or delete the folder",
+            "failed": "the run recorded its failure: fix the cause and run it again (a suite re-runs failed runs)",
+            "half-made": "the run stopped before training: run it again, or delete the folder",
+            "unfinished": "interrupted or still running: resume with vecaf-bench run --resume DIR, or run its suite "
+                          "again",
+        }
+        out = []
+        for kind in ("damaged", "failed", "half-made", "unfinished"):
+            items = self.left_out.get(kind, [])
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                out.append(f"{len(items)} {kind} run(s) left out ({advice[kind]}): {'; '.join(items[:5])}{more}.")
+        return out
+
+    def nothing_message(self, where: str) -> str:
+        """The message when no run is finished: what was found instead."""
+        found = " ".join(self.notes())
+        return (f"no finished runs in {where}." + (f" {found}" if found else "")
+                + " Point it at the --out folder of finished runs.")
+
+
+def _is_run_folder(d: Path, root: Path) -> bool:
+    """A folder a run wrote, not a W&B or submitit folder, nor an attempt a suite moved aside."""
+    from .suite import ATTEMPTS
+
+    parts = d.relative_to(root).parts if d != root else ()
+    return not any(p in (ATTEMPTS, "wandb", "submitit", "logs") or p.startswith(".") for p in parts)
+
+
+def scan_runs(root: str | Path) -> RunScan:
+    """Every run folder under `root` (recursively): finished runs as records; damaged, failed,
+    half-made and unfinished ones named (see RunScan.notes), never mixed into the results."""
+    from .suite import read_run_folder
+
     root = Path(root)
     if not root.is_dir():
         raise UserError(
             f"leaderboard folder '{root}' does not exist. Give the --out folder of your runs (or a suite's)."
         )
-    records, skipped = [], 0
-    for path in sorted(root.rglob("summary.json")):
-        try:
-            s = json.loads(path.read_text())
-        except (OSError, ValueError):
-            skipped += 1
+    scan = RunScan()
+    folders = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("config.yaml")}
+    for d in sorted(f for f in folders if _is_run_folder(f, root)):
+        if not (d / "summary.json").exists() and not _runs_config(d / "config.yaml"):
+            continue  # some other tool's config.yaml
+        state = read_run_folder(d)
+        if state.kind != "finished":
+            where = d / "summary.json" if state.kind == "damaged" else d
+            detail = "checkpoint saved" if state.kind == "interrupted" else state.detail
+            kind = "unfinished" if state.kind == "interrupted" else state.kind
+            scan.leave_out(kind, f"{where} ({detail})" if detail else str(where))
             continue
-        if not isinstance(s, dict) or "selector" not in s:
-            continue
+        s = state.summary or {}
+        if "selector" not in s:
+            continue  # not a vecaf-bench summary
         options: dict[str, Any] = {}
-        cfg = path.parent / "config.yaml"
+        cfg = d / "config.yaml"
         if cfg.is_file():
             try:
                 options = (yaml.safe_load(cfg.read_text()) or {}).get("selector_options") or {}
-            except yaml.YAMLError:
+            except (yaml.YAMLError, AttributeError):
                 options = {}
-        rec = record_from_summary(s, options, source=str(path.parent))
-        if rec is None:
-            skipped += 1
+        try:
+            rec = record_from_summary(s, options, source=str(d))
+        except (KeyError, TypeError, ValueError) as e:
+            what = f"lacks '{e.args[0]}'" if isinstance(e, KeyError) else f"holds a bad value ({e})"
+            scan.leave_out("damaged", f"{d / 'summary.json'} (finished, but it {what})")
             continue
-        rec.mtime = path.stat().st_mtime
-        records.append(rec)
-    return records, skipped
+        if rec is None:
+            scan.leave_out("damaged", f"{d / 'summary.json'} (finished, but it has no test_top1)")
+            continue
+        rec.mtime = (d / "summary.json").stat().st_mtime
+        scan.records.append(rec)
+    return scan
+
+
+def _runs_config(path: Path) -> bool:
+    """A config.yaml that vecaf-bench wrote (it names a selector)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "selector" in data
+
+
+def load_records(root: str | Path) -> tuple[list[Record], int]:
+    """Every finished run's record under `root` and how many run folders were left out (damaged,
+    failed, half-made or unfinished: `scan_runs` names them)."""
+    scan = scan_runs(root)
+    return scan.records, sum(len(v) for v in scan.left_out.values())
 
 
 # ---- W&B -------------------------------------------------------------------------------------

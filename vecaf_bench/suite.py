@@ -41,9 +41,11 @@ key is refused, naming the key and the runs that differ: a comparison that is no
 a comparison.
 
 Run ids are deterministic, `<suite>-<dataset>-<budget>-b<batches>-<selector>-s<seed>`, so a
-re-run of the suite finds each run's folder: finished (summary.json says so) -> skipped, nothing
-recomputed; interrupted (checkpoint.pt) -> resumed; anything else -> started afresh (a stale
-folder is moved to `<suite>/.attempts/`). A folder whose config.yaml differs from the suite's
+re-run of the suite finds each run's folder (`read_run_folder`): finished (summary.json says so) ->
+skipped, nothing recomputed; interrupted (checkpoint.pt) -> resumed; failed (summary.json says so,
+with its error), damaged (a summary.json that cannot be read), half-made (a config.yaml and nothing
+else) or stopped without a checkpoint -> named in the plan, moved to `<suite>/.attempts/` and
+started afresh. A folder whose config.yaml differs from the suite's
 (someone edited the YAML) is refused rather than silently reused. The run folder name is the
 config key `run_name`, so a run started as `vecaf-bench run --config <resolved yaml>` (parallel
 and submitit executors) lands in the same folder as an in-process one.
@@ -53,6 +55,12 @@ weights, image size) runs before the others of its group start, so pool features
 once even when runs go in parallel. `<out>/<suite>/suite.json` holds the expanded grid and each
 run's status; it is rewritten atomically whenever a status changes. This module reads, expands,
 checks and plans a suite; `suite_exec` runs it.
+
+`--set KEY=VALUE` applies to every run, after the base, dataset and selector entries (an error
+names `--set` as the key's source). On a grid key it replaces that axis (`--set seed=3`,
+`--set dataset=digits`, `--set label_budget=[5, 10]`, `--set batch_budget=50`, `--set
+selector=random`, `--set shifts=[]`; the suite keys' plural names work too), and the suite says what
+each such flag replaced ("--set seed=3 replaces the grid axis seed [0, 1, 2]").
 """
 
 from __future__ import annotations
@@ -66,9 +74,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .config import RunConfig, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
 from .errors import UserError, did_you_mean
@@ -759,15 +768,14 @@ def move_folder_aside(run_dir: str | Path) -> Path:
     return dest
 
 
-def grid_table(planned: list[Planned]) -> Table:
-    """One row per run: the run id already reads suite-dataset-budget-batches-selector-seed."""
+def grid_table(planned: list[Planned]) -> RenderableType:
+    """One row per run (the run id already reads suite-dataset-budget-batches-selector-seed), then one
+    line per run folder that was found failed, damaged, half-made or unresumable, naming its path."""
     table = Table(title_justify="left")
     table.add_column("run (suite-dataset-labels-batches-selector-seed)", overflow="fold")
     table.add_column("action", no_wrap=True)
-    notes = any(p.note for p in planned)
-    if notes:
-        table.add_column("found in its folder", overflow="fold")
     for p in planned:
-        row = [p.run.run_id, p.action + (" (old folder moved aside)" if p.stale else "")]
-        table.add_row(*row, *([escape(p.note)] if notes else []))
-    return table
+        found = f" ({p.found.kind} folder moved aside)" if p.stale and p.found else ""
+        table.add_row(p.run.run_id, p.action + found)
+    notes = [Text(f"{p.run.run_id}: {p.note}", style="yellow") for p in planned if p.note]
+    return Group(table, *notes) if notes else table

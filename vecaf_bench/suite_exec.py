@@ -7,6 +7,10 @@ folder (the config key `run_name`), so an in-process, a subprocess and a submiti
 point are interchangeable, and a re-run of the suite skips or resumes them alike. Runs of the same
 feature group wait for the group's first run, so pool features are extracted once (into the shared
 cache) even when many runs go at once.
+
+A submitit job survives preemption (see `SuiteJob`): on SIGUSR2 the run saves its checkpoint and
+the job requeues itself to resume from it; on SIGTERM the job ends "interrupted" and the next run
+of the suite resumes it.
 """
 
 from __future__ import annotations
@@ -126,6 +130,11 @@ class SuiteReport:
     def failed(self) -> list[dict[str, Any]]:
         return [e for e in self.ledger.entries.values() if e["status"] == "failed"]
 
+    @property
+    def interrupted(self) -> list[dict[str, Any]]:
+        """Runs stopped with their checkpoint (a SIGTERMed job): the next run of the suite resumes them."""
+        return [e for e in self.ledger.entries.values() if e["status"] == "interrupted"]
+
 
 class SuiteInterrupted(Exception):
     """Ctrl-C: the suite stopped; the same command again picks up where it stopped."""
@@ -161,18 +170,18 @@ class SuiteJob:
     def __init__(self, config: dict[str, Any], run_dir: str) -> None:
         self.config, self.run_dir = config, run_dir
 
-    def __call__(self, resume: bool = False) -> dict[str, Any]:
+    def __call__(self, resume: bool = False, finished: bool = False) -> dict[str, Any]:
+        """Every task of the job gets the same arguments (the suite's plan, then `checkpoint()`'s),
+        so that the ranks of a distributed run agree on resuming; rank 0 alone touches the folder."""
         from .errors import RunInterrupted
         from .suite import move_folder_aside, read_run_folder
 
         requeue = _submitit_preemption_handler()
-        found = read_run_folder(self.run_dir)
-        if found.kind == "finished":  # preempted between the run's end and the job's
-            s = found.summary or {}
+        if finished:  # preempted between the run's end and the job's
+            s = read_run_folder(self.run_dir).summary or {}
             return {"run_id": s.get("run_id"), "status": "finished", "test_top1": s.get("test_top1")}
-        resume = found.checkpoint and found.kind != "failed"
-        if not resume and found.kind != "missing":  # an attempt preempted before its first checkpoint
-            move_folder_aside(self.run_dir)
+        if not resume and _job_rank() == 0 and Path(self.run_dir).exists():
+            move_folder_aside(self.run_dir)  # an attempt of this job preempted before its first checkpoint
         try:
             return run_job(self.config, self.run_dir, resume)
         except RunInterrupted as e:
@@ -181,12 +190,25 @@ class SuiteJob:
             return {"run_id": Path(self.run_dir).name, "status": "interrupted", "test_top1": None,
                     "error": f"{e}; its checkpoint is in {e.run_dir}: run the suite again to resume it"}
 
-    def checkpoint(self, resume: bool = False) -> Any:
-        """The submission submitit requeues: this job again, resuming from checkpoint.pt when there is one."""
+    def checkpoint(self, resume: bool = False, finished: bool = False) -> Any:
+        """The submission submitit requeues (called on rank 0): this job again, resuming from
+        checkpoint.pt when there is one (a failed run starts over, as in a suite's plan)."""
         import submitit
 
-        has_checkpoint = (Path(self.run_dir) / "checkpoint.pt").is_file()
-        return submitit.helpers.DelayedSubmission(self, resume=has_checkpoint)
+        from .suite import read_run_folder
+
+        found = read_run_folder(self.run_dir)
+        return submitit.helpers.DelayedSubmission(
+            self, resume=found.checkpoint and found.kind != "failed", finished=found.kind == "finished"
+        )
+
+
+def _job_rank() -> int:
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return 0
+    import submitit
+
+    return int(submitit.JobEnvironment().global_rank)
 
 
 def _submitit_preemption_handler() -> tuple[signal.Signals, Any] | None:

@@ -12,7 +12,8 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def _option_params(factory: Any) -> tuple[dict[str, tuple[inspect.Parameter, dic
                 found.setdefault(p.name, (p, getattr(fn, "__globals__", {})))
         if not open_ended:
             return found, True
-    return found, False
+    return found, isinstance(factory, type)  # past the last __init__, object takes no options
 
 
 def _expected(param: inspect.Parameter, namespace: dict[str, Any]) -> Any:
@@ -146,16 +147,17 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str
             continue
         try:
             adapter = TypeAdapter(expected, config=ConfigDict(coerce_numbers_to_str=True, allow_inf_nan=False))
-            allows_bool = "bool" in str(expected)
-            if isinstance(value, bool) and not allows_bool:
+            if isinstance(value, bool) and "bool" not in str(expected):
                 raise ValueError("a bool is not a number")
+            if isinstance(value, str) and value.strip().lower() in ("none", "null") and "None" in str(expected):
+                value = None  # as for config keys: --set selector_options.pool_batch=none
             out[key] = adapter.validate_python(value)
         except (ValidationError, ValueError):
-            default = "" if param.default is inspect.Parameter.empty else f", e.g. its default {param.default!r}"
+            default = "" if param.default is inspect.Parameter.empty else f"; its default is {param.default!r}"
             raise UserError(
                 f"selector '{name}' option '{key}' must be {_type_words(expected)}, got {value!r} "
-                f"(--set selector_options.{key}=...). Give {_type_words(expected)}{default}; the selector "
-                "checks the range itself."
+                f"(--set selector_options.{key}=...){default}. Fix the value (the selector checks its range) "
+                "and run again."
             ) from None
         except Exception:  # an annotation pydantic cannot check (a plugin's own class): the selector decides
             continue
@@ -164,11 +166,13 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str
 
 def _type_words(expected: Any) -> str:
     words = {float: "a finite number (float)", int: "a whole number (int)", bool: "true or false (bool)",
-             str: "text (str)"}
+             str: "text (str)", type(None): "none"}
     if expected in words:
         return words[expected]
-    text = str(expected).replace("typing.", "")
-    return f"of type {text}" + (" (none allowed)" if "None" in text else "")
+    args = get_args(expected)
+    if get_origin(expected) in (Union, UnionType) and all(a in words for a in args):
+        return " or ".join(words[a] for a in sorted(args, key=lambda a: a is type(None)))
+    return f"of type {str(expected).replace('typing.', '')}"
 
 
 def make_selector(host: PluginHost, name: str, options: Mapping[str, Any] | None = None) -> SelectorSlot:
