@@ -53,6 +53,11 @@ COMMANDS: list[tuple[str, list[str], int, float | None]] = [
     ("suite bad-suite.yaml", ["suite", "bad-suite.yaml"], 2, ERROR_TARGET_S),
     ("select --features missing.npy", ["select", "--features", "missing.npy", "--budget", "5", "--out", "x.json"], 2,
      ERROR_TARGET_S),
+    ("select NaN rows", ["select", "--features", "nan.npy", "--budget", "5", "--out", "x.json"], 2, ERROR_TARGET_S),
+    ("select --selector activft", ["select", "--features", "ok.npy", "--budget", "5", "--selector", "activft",
+                                   "--out", "x.json"], 2, ERROR_TARGET_S),
+    ("select --set tau=abc", ["select", "--features", "ok.npy", "--budget", "5", "--selector", "activeft",
+                              "--set", "tau=abc", "--out", "x.json"], 2, ERROR_TARGET_S),
     ("run --help", ["run", "--help"], 0, ERROR_TARGET_S),
     ("list", ["list"], 0, LIST_TARGET_S),
 ]
@@ -65,6 +70,16 @@ SCRATCH = {
     "bad.yaml": "selector: random\nbatch_size: many\n",
     "bad-suite.yaml": "name: bad\nselectors: [random]\ndatasets: [digits]\ngrid: {seed: [0]}\n",
 }
+
+
+def _write_arrays(folder: Path) -> None:
+    """Features files for the select cases: 50 x 8 finite (ok.npy), and the same with row 3 NaN."""
+    import numpy as np
+
+    feats = np.random.default_rng(0).random((50, 8), dtype=np.float32)
+    np.save(folder / "ok.npy", feats)
+    feats[3] = np.nan
+    np.save(folder / "nan.npy", feats)
 
 
 def cpu_pressure() -> str | None:
@@ -141,6 +156,7 @@ def measure(repeats: int, env: dict[str, str]) -> dict[str, Any]:
     cli = cli_command()
     with tempfile.TemporaryDirectory(prefix="vecaf-startup-") as tmp:
         cwd = Path(tmp)
+        _write_arrays(Path(tmp))
         for name, text in SCRATCH.items():
             (cwd / name).write_text(text)
         # warm the OS file cache (first imports read thousands of files) before anything is timed

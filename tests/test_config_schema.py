@@ -31,21 +31,27 @@ def message(flags=None, sets=()):
     return str(e.value)
 
 
-# word for word what the hand-written coercion and validate() said before the schema
+# word for word what common mistakes say (the schema kept the hand-written wording; issue 15 added the
+# key's description to type errors and the largest rounds that fit)
 OLD_WORDING = [
     (None, ["batch_budget=many"],
-     "config key 'batch_budget' (--set) must be int, got 'many'. Fix the value and run again."),
-    (None, ["train.lr=abc"], "config key 'train.lr' (--set) must be float, got 'abc'. Fix the value and run again."),
-    (None, ["seed=1.5"], "config key 'seed' (--set) must be int, got 1.5. Fix the value and run again."),
+     "config key 'batch_budget' (--set) must be int, got 'many' (batch_budget: Optimizer steps, the same for every "
+     "selector). Fix the value and run again."),
+    (None, ["train.lr=abc"], "config key 'train.lr' (--set) must be float, got 'abc' (train.lr: Peak learning rate, "
+                             "absolute at the configured batch size). Fix the value and run again."),
+    (None, ["seed=1.5"], "config key 'seed' (--set) must be int, got 1.5 (seed: Seed for selection, head init and "
+                         "training). Fix the value and run again."),
     (None, ["train.augment=maybe"],
-     "config key 'train.augment' (--set) must be bool, got 'maybe'. Fix the value and run again."),
+     "config key 'train.augment' (--set) must be bool, got 'maybe' (train.augment: Training augmentation (timm's train "
+     "transform); false: the eval transform). Fix the value and run again."),
     (None, ["seed="], "config key 'seed' (--set) must not be empty."),
     ({"batch_budget": 0}, [],
      "batch budget must be at least 1 (the number of optimizer steps every selector gets), got 0."),
     ({"batch_size": 0}, [], "batch size must be at least 1 (images per optimizer step), got 0."),
     ({"rounds": 0}, [], "rounds must be at least 1 (selection rounds), got 0."),
-    ({"rounds": 200}, [], "rounds (200) exceeds the batch budget (150): each round needs at least one optimizer step. "
-                          "Lower --rounds or raise --batch-budget."),
+    ({"rounds": 200}, [], "--rounds 200 with batch_budget 150 leaves rounds that train for no optimizer step (each "
+                          "budget is split evenly over the rounds): use --rounds 150 or fewer, or a larger "
+                          "--batch-budget."),
     ({"label_budget": "0"}, [], "label budget '0' must be positive: it is how many pool images may be selected. "
                                 "Give a count (e.g. 100) or a fraction (e.g. 5%)."),
     ({"image_size": 4}, [], "image size must be at least 8 pixels, got 4."),
@@ -115,7 +121,7 @@ def test_an_empty_config_file_gives_the_defaults(tmp_path):
         (["train.label_smoothing=1"], "'train.label_smoothing' (--set) must be less than 1"),
         (["train.drop_path=-0.1"], "'train.drop_path' (--set) must be at least 0"),
         (["test_fraction=0"], "test fraction must be in (0, 1), got 0.0."),
-        (["batch_size=true"], "'batch_size' (--set) must be int, got True."),
+        (["batch_size=true"], "'batch_size' (--set) must be int, got True (batch_size: Images per optimizer step)."),
         (["train.opt=sgdd"], "'train.opt' (--set) must name a timm optimizer, got 'sgdd'. Did you mean 'sgd'?"),
         (["train.opt=lookahead_adamww"], "Did you mean 'lookahead_adamw'?"),
         (["train.opt=foo_sgd"], "must name a timm optimizer, got 'foo_sgd'"),

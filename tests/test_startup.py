@@ -149,3 +149,31 @@ def test_every_builtin_plugin_module_imports_without_torch(tmp_path):
     assert code == 0, text
     assert len(report) >= 10, report
     assert {m: h for m, h in report.items() if h} == {}
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--features", "{in}/nan.npy"], "has NaN or infinite values in 1 row(s) (3) of 50"),
+    (["--features", "{in}/f.txt"], "is not a .npy file"),
+    (["--features", "{in}/ok.npy", "--selector", "activft"], "unknown selector 'activft'"),
+    (["--features", "{in}/ok.npy", "--selector", "activeft", "--set", "tau=abc"],
+     "selector 'activeft' option 'tau' must be a finite number (float), got 'abc' (--set tau=...)"),
+    (["--features", "{in}/ok.npy", "--budget", "abc"], "label budget 'abc' is not a number"),
+])
+def test_select_refuses_bad_input_without_torch(tmp_path, args, expected):
+    """`select` checks its files, budget, selector name and options before a selector module (and
+    with it torch) is imported: each answer comes in well under a second."""
+    import numpy as np
+
+    inputs, cwd = tmp_path / "in", tmp_path / "cwd"
+    inputs.mkdir()
+    cwd.mkdir()
+    feats = np.random.default_rng(0).random((50, 8), dtype=np.float32)
+    np.save(inputs / "ok.npy", feats)
+    feats[3] = np.nan
+    np.save(inputs / "nan.npy", feats)
+    (inputs / "f.txt").write_text("1 2 3\n")
+    argv = [a.replace("{in}", str(inputs)) for a in args]
+    if "--budget" not in argv:
+        argv += ["--budget", "5"]
+    msg = _refused(cwd, "select", *argv, "--out", "x.json")
+    assert expected in msg

@@ -130,6 +130,9 @@ def run(
     cfg = build_config(config, flags, list(set_))
     host = PluginHost(cfg.plugins)
     host.check_run_names(cfg)
+    from .run.selection_round import check_selector_options
+
+    check_selector_options(host, cfg.selector, cfg.selector_options)
     from .runner import Runner
 
     summary = Runner(cfg, console=err, host=host).run()

@@ -294,19 +294,15 @@ class RunConfig(_Schema):
 
     @model_validator(mode="after")
     def _rounds_fit(self) -> RunConfig:
-        kind, count = parse_label_budget(self.label_budget)
-        if kind == "count" and self.rounds > count:  # a fraction is checked by the runner, which knows the pool
-            from .budget import check_rounds  # budget imports this module
+        from .budget import check_rounds  # budget imports this module
 
-            try:
-                check_rounds(int(count), self.batch_budget, self.rounds, whole_pool=False)
-            except UserError as e:
-                raise _message(str(e)) from None
-        if self.rounds > self.batch_budget:
-            raise _message(
-                f"rounds ({self.rounds}) exceeds the batch budget ({self.batch_budget}): each round needs at least "
-                "one optimizer step. Lower --rounds or raise --batch-budget."
-            )
+        kind, count = parse_label_budget(self.label_budget)
+        # a fraction is checked against the pool by the runner; here only what the numbers show
+        labels = int(count) if kind == "count" else self.rounds
+        try:
+            check_rounds(labels, self.batch_budget, self.rounds, whole_pool=False)
+        except UserError as e:
+            raise _message(str(e)) from None
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -528,7 +524,11 @@ def _sentence(err: ErrorDetails, sources: Mapping[str, str], values: Mapping[str
     if kind in _TYPE_ERRORS:
         if given is None:
             return f"{where} must not be empty."
-        return f"{where} must be {_type_name(_annotation(key))}, got {given!r}. Fix the value and run again."
+        try:  # what the key is for: `label_budget` "must be str" alone does not say a count or a fraction
+            what = f" ({key}: {description(key).rstrip('.')})"
+        except (KeyError, AssertionError):
+            what = ""
+        return f"{where} must be {_type_name(_annotation(key))}, got {given!r}{what}. Fix the value and run again."
     if kind == "literal_error":
         if key in _RANGE_MESSAGES:
             return _RANGE_MESSAGES[key].format(value=err["input"], hint=did_you_mean(str(err["input"]), _choices(key)))

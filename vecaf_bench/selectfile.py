@@ -10,12 +10,10 @@ from rich.console import Console
 
 from .budget import resolve_label_budget
 from .config import parse_set
-from .device import resolve_device
 from .errors import UserError
 from .pluginmanager import PluginHost
 from .progress import make_progress
 from .results import write_json_atomic
-from .run.selection_round import build_context, make_selector, run_selection
 
 _EXPECTED = {
     "features": "an (N, d) array of numbers saved with numpy.save: np.save('F.npy', features)",
@@ -149,24 +147,28 @@ def select_from_files(
     plugins: list[str] | None = None,
     console: Console | None = None,
 ) -> np.ndarray:
+    from .device import resolve_device
+    from .run.selection_round import build_context, make_selector, run_selection
+
     console = console or Console(stderr=True, emoji=False)
-    host = PluginHost(plugins or [])
-    slot = make_selector(host, selector, parse_set(options or []))
-    uses = slot.capabilities.uses
-    if "model" in uses or "text" in uses:
-        raise UserError(
-            f"selector '{selector}' needs {', '.join(sorted(uses & {'model', 'text'}))}, which `select` on a "
-            "features file cannot give; use `vecaf-bench run` instead."
-        )
+    # the files first (numpy alone): a bad input is answered before a selector module imports torch
     feats = _load_npy(features, "features")
     check_features(feats, features)
     n = feats.shape[0]
     lab = None
     if labels is not None:
         lab = check_labels(np.asarray(_load_npy(labels, "labels")), labels, n)
+    earlier = np.zeros(0, dtype=np.int64) if selected is None else _load_selected(selected, n)
+    host = PluginHost(plugins or [])
+    slot = make_selector(host, selector, parse_set(options or []), flag="--set ")
+    uses = slot.capabilities.uses
+    if "model" in uses or "text" in uses:
+        raise UserError(
+            f"selector '{selector}' needs {', '.join(sorted(uses & {'model', 'text'}))}, which `select` on a "
+            "features file cannot give; use `vecaf-bench run` instead."
+        )
     if "labels" in uses and lab is None:
         raise UserError(f"selector '{selector}' uses labels: pass --labels L.npy.")
-    earlier = np.zeros(0, dtype=np.int64) if selected is None else _load_selected(selected, n)
     count = n - len(earlier) if slot.capabilities.whole_pool else resolve_label_budget(budget, n)
     if count > n - len(earlier):
         raise UserError(f"budget {count} is more than the {n - len(earlier)} pool samples not yet selected.")

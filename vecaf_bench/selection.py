@@ -6,10 +6,10 @@ The selector contract itself (`Capabilities`, `SelectionContext`, `Selector`) is
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import PluginError
 
@@ -33,7 +33,8 @@ def __getattr__(name: str) -> Any:
 def validate_selection(plugin: str, picked: Any, count: int, pool_size: int, earlier: np.ndarray) -> np.ndarray:
     """The indices as int64, or a PluginError that names the plugin and what it got wrong."""
     try:
-        if isinstance(picked, torch.Tensor):  # before np.asarray, which fails on a CUDA tensor
+        torch = sys.modules.get("torch")  # a selector that returns a tensor has imported it
+        if torch is not None and isinstance(picked, torch.Tensor):  # before np.asarray, which fails on a CUDA tensor
             arr = picked.detach().cpu().numpy()
         else:
             arr = np.asarray(picked if isinstance(picked, np.ndarray) else list(picked))

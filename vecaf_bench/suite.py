@@ -180,10 +180,37 @@ def load_suite(
     data = load_yaml(path, "suite file", "Give the path of a suite YAML, e.g. benchmarks/smoke.yaml.",
                      "a mapping (name, base, selectors, datasets, ...)")
     suite = expand_suite(data, str(path), out=out, sets=sets, whole_pool=whole_pool)
+    if whole_pool is None:  # the real registry (tests give their own whole_pool and may name toy selectors)
+        check_options(suite)
     for note in suite.notes:
         (console or Console(stderr=True, emoji=False)).print(f"[yellow]{escape(note)}.[/]", highlight=False,
                                                              soft_wrap=True)
     return suite
+
+
+def check_options(suite: Suite) -> None:
+    """Each run's selector options checked against its selector before any run starts: a typo or a
+    wrong type in `selector_options` (the suite file's or --set's) would otherwise fail every run of
+    that selector, one after the other, after their features were extracted."""
+    from .pluginmanager import PluginHost
+    from .run.selection_round import check_selector_options
+
+    hosts: dict[tuple[str, ...], PluginHost] = {}
+    seen: set[str] = set()
+    for run in suite.runs:
+        cfg = run.config
+        key = json.dumps([cfg.selector, cfg.selector_options, cfg.plugins], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        host = hosts.setdefault(tuple(cfg.plugins), PluginHost(list(cfg.plugins)))
+        try:
+            check_selector_options(host, cfg.selector, cfg.selector_options)
+        except UserError as e:
+            raise UserError(
+                f"suite '{suite.source}', run {run.run_id}: {e} An option for one selector goes on its entry: "
+                f"selectors: [{{name: {cfg.selector}, selector_options: {{KEY: VALUE}}}}]."
+            ) from None
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:

@@ -72,7 +72,9 @@ def _load_state_file(path: Path, arch: str = "") -> dict[str, torch.Tensor]:
     except Exception as e:
         # torch's own words are a pickle detail ("KeyError: 101", "pop from empty list"): one line, as a clue
         detail = (str(e).strip().splitlines() or [""])[0][:160]
-        raise _not_a_checkpoint(path, arch, f"{type(e).__name__}: {detail}" if detail else type(e).__name__) from None
+        why = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+        text = _text_start(path)
+        raise _not_a_checkpoint(path, arch, f"it is a text file, starting {text!r}" if text else why) from None
     for key in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             return state[key]
@@ -80,6 +82,17 @@ def _load_state_file(path: Path, arch: str = "") -> dict[str, torch.Tensor]:
         got = "a mapping with non-tensor values" if isinstance(state, Mapping) else f"a {type(state).__name__}"
         raise _not_a_checkpoint(path, arch, f"it holds {got}, not parameter names mapped to tensors")
     return dict(state)
+
+
+def _text_start(path: Path) -> str | None:
+    """The first line of PATH when the file is text (a checkpoint never is), else None."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(256)
+        first = head.decode("utf-8").splitlines()[0] if head.strip() else ""
+    except (OSError, UnicodeDecodeError, IndexError):
+        return None
+    return first[:60] if first.isprintable() and first.strip() else None
 
 
 def _not_a_checkpoint(path: Path, arch: str, why: str) -> UserError:

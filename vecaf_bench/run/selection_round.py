@@ -120,7 +120,7 @@ def _expected(param: inspect.Parameter, namespace: dict[str, Any]) -> Any:
     return None if annotation is Any else annotation
 
 
-def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _typed_options(name: str, factory: Any, options: dict[str, Any], flag: str) -> dict[str, Any]:
     """OPTIONS checked against the selector's declared types and converted to them (`tau: 0.1` from YAML as
     text becomes 0.1), in this one place rather than in each selector: a wrong type would otherwise surface
     as whatever the selector's first comparison raises ("'<=' not supported between 'str' and 'int'")."""
@@ -134,7 +134,7 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str
         accepted = list(params)
         raise UserError(
             f"selector '{name}' does not take option(s) {', '.join(map(repr, bad))} "
-            f"(--set selector_options.{bad[0]}=...).{did_you_mean(bad[0], accepted)} "
+            f"({flag}{bad[0]}=...).{did_you_mean(bad[0], accepted)} "
             f"It accepts: {', '.join(accepted) or 'no options'}."
         )
     out = dict(options)
@@ -156,7 +156,7 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any]) -> dict[str
             default = "" if param.default is inspect.Parameter.empty else f"; its default is {param.default!r}"
             raise UserError(
                 f"selector '{name}' option '{key}' must be {_type_words(expected)}, got {value!r} "
-                f"(--set selector_options.{key}=...){default}. Fix the value (the selector checks its range) "
+                f"({flag}{key}=...){default}. Fix the value (the selector checks its range) "
                 "and run again."
             ) from None
         except Exception:  # an annotation pydantic cannot check (a plugin's own class): the selector decides
@@ -175,15 +175,27 @@ def _type_words(expected: Any) -> str:
     return f"of type {str(expected).replace('typing.', '')}"
 
 
-def make_selector(host: PluginHost, name: str, options: Mapping[str, Any] | None = None) -> SelectorSlot:
+def check_selector_options(
+    host: PluginHost, name: str, options: Mapping[str, Any] | None, flag: str = "--set selector_options."
+) -> None:
+    """The options' names and types checked against the selector's signature without building it:
+    the CLI calls this before the run imports torch, so a typo answers in well under a second."""
+    _typed_options(name, host.selectors().get(name).factory, dict(options or {}), flag)
+
+
+def make_selector(
+    host: PluginHost, name: str, options: Mapping[str, Any] | None = None, flag: str = "--set selector_options."
+) -> SelectorSlot:
+    """The selector built with its options checked; FLAG is how the user gives an option (messages
+    name it: `run` takes --set selector_options.tau=..., `select` takes --set tau=...)."""
     entry = host.selectors().get(name)
-    options = _typed_options(name, entry.factory, dict(options or {}))
+    options = _typed_options(name, entry.factory, dict(options or {}), flag)
     try:
         selector = entry.factory(**options)
     except TypeError as e:
         raise UserError(
             f"selector '{name}' could not be built with options {options} ({e}). Check each option's name and "
-            "value (--set selector_options.<name>=VALUE) against the selector's documentation."
+            f"value ({flag}<name>=VALUE) against the selector's documentation."
         ) from None
     if not callable(getattr(selector, "select", None)):
         raise PluginError(f"selector '{name}' ({entry.source}) has no select(ctx, count) method.")
