@@ -67,7 +67,7 @@ def test_corrupt_image_fatal_names_path(cli, tmp_path):
 
 
 @pytest.mark.parametrize("budget,msg", [("0", "must be positive"), ("-5", "must be positive"),
-                                        ("5000", "larger than the pool (1438 images)")])
+                                        ("5000", "larger than the pool (1295 images)")])
 def test_label_budgets_refused(cli, tmp_path, budget, msg):
     r = cli("run", "--dataset", "digits", "--label-budget", budget, "--out", tmp_path)
     assert_user_error(r, msg)
@@ -142,7 +142,7 @@ def vecaf_bench_add_selectors():
 
 
 @pytest.mark.parametrize("name,msg", [("dupes", "returned duplicates"),
-                                      ("outofrange", "returned indices outside the pool [0, 1438)"),
+                                      ("outofrange", "returned indices outside the pool [0, 1295)"),
                                       ("toofew", "returned 29 indices where 30 were asked for")])
 def test_plugin_breaking_the_selector_contract_is_named(cli, tmp_path, monkeypatch, name, msg):
     (tmp_path / "broken_selectors.py").write_text(BROKEN)

@@ -355,5 +355,5 @@ def test_run_on_imagenet_r_under_data_root(cli, tmp_path):
     assert r.exit_code == 0, r.output
     s = summary_of(tmp_path / "o")
     assert s["num_classes"] == 200 and s["label_budget"] == 8 and s["steps"] == 4
-    assert s["pool_size"] + s["test_size"] == 18
+    assert s["pool_size"] + s["val_size"] + s["test_size"] == 18
     assert s["dataset_info"]["split"]["seed"] == 0

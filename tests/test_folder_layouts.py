@@ -36,7 +36,7 @@ def test_train_without_val_is_split_and_says_so(cli, tmp_path):
     assert "split seed 0" in r.output
     s = summary_of(tmp_path / "o")
     assert s["num_classes"] == 2  # cat and dog, never one class named "train"
-    assert s["pool_size"] + s["test_size"] == 10 and s["test_size"] == 2
+    assert s["pool_size"] + s["val_size"] + s["test_size"] == 10 and s["test_size"] == 2
     assert s["dataset_info"]["layout"] == "train/ split"
     assert s["dataset_info"]["split"]["test_fraction"] == 0.2
 
@@ -51,7 +51,7 @@ def test_train_and_test_folders_keep_their_split(cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert "reading train/ and test/ only; the other sub-folders beside them (models) are not read" in r.output
     s = summary_of(tmp_path / "o")
-    assert (s["num_classes"], s["pool_size"], s["test_size"]) == (2, 8, 4)
+    assert (s["num_classes"], s["pool_size"] + s["val_size"], s["test_size"]) == (2, 8, 4)
     assert s["dataset_info"]["layout"] == "train/val"
 
 

@@ -49,7 +49,7 @@ def test_feature_cache_is_reused(cli, tmp_path, monkeypatch):
     assert s1["features"]["cached"] is False and s2["features"]["cached"] is True
     assert s1["features"]["cache"] == s2["features"]["cache"]
     feats = np.load(s2["features"]["cache"], mmap_mode="r")
-    assert isinstance(feats, np.memmap) and feats.shape == (1438, 1280)
+    assert isinstance(feats, np.memmap) and feats.shape == (1295, 1280)  # 1438 less the validation split
     # another image size is another transform: not the same cache entry
     third = cli("run", *TINY, "--batch-budget", "2", "--image-size", "40", "--out", tmp_path / "c")
     assert "features: extracted" in third.output
@@ -71,7 +71,7 @@ def test_full_selector_takes_whole_pool(cli, tmp_path):
     r = cli("run", *TINY, "--selector", "full", "--batch-budget", "2", "--eval-every", "0", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     s = summary_of(tmp_path)
-    assert s["label_budget"] == s["pool_size"] == 1438
+    assert s["label_budget"] == s["pool_size"] == 1295
 
 
 def test_folder_dataset_skips_corrupt_image_and_reports_it(cli, tmp_path):
@@ -89,7 +89,7 @@ def test_folder_dataset_skips_corrupt_image_and_reports_it(cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert str(bad) in r.output  # reported with its path
     s = summary_of(tmp_path / "o")
-    assert s["pool_size"] + s["test_size"] == 16
+    assert s["pool_size"] + s["val_size"] + s["test_size"] == 16
     assert any(str(bad) in x for x in s["dataset_info"]["skipped"])
     assert len(s["dataset_info"]["split"]["test_files"]) == s["test_size"]
 

@@ -22,6 +22,30 @@ def _ood_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _val_text(s: dict[str, Any]) -> str:
+    val = s.get("val")
+    if not val:
+        return "no validation split, " if "val" in s else ""
+    return f"val {val['size']}, "
+
+
+def _best_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    best = s.get("best")
+    if not best:
+        return []
+    return [
+        ("val top-1 (final)", f"{s['val_top1']:.2f}%"),
+        ("best on val", f"step {best['step']}: val {best['val_top1']:.2f}%, test {best['test_top1']:.2f}%"),
+    ]
+
+
+def _images(s: dict[str, Any], key: str, bare: bool = False) -> str:
+    n = (s.get("compute") or {}).get(key)
+    if n is None:
+        return ""
+    return f"{n:,}" if bare else f" ({n:,} images)"
+
+
 def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
     """The one-screen summary; under torchrun only rank 0 prints it."""
     if int(os.environ.get("RANK", "0")) != 0:  # the process group is closed by now: torchrun's variable
@@ -34,14 +58,18 @@ def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
     rows = [
         ("selector", f"{s['selector']} (uses: {', '.join(s['uses']) or 'features only'})"
          + (f", round 0 by {cold}" if cold else "")),
-        ("dataset", f"{s['dataset']}: pool {s['pool_size']}, test {s['test_size']}, {s['num_classes']} classes"),
+        ("dataset", f"{s['dataset']}: pool {s['pool_size']}, {_val_text(s)}test {s['test_size']}, "
+                    f"{s['num_classes']} classes"),
         ("backbone", f"{s['backbone']} @ {s['image_size'] or 'default'} px on {s['device']}"),
         ("label budget", f"{s['label_budget']} images ({s['label_budget_requested']})"),
         ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
         ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
+        *_best_rows(s),
         ("curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in s["curve"])),
         *_ood_rows(s),
-        ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"),
+        ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"
+                      + _images(s, "selection_images")),
+        ("training", f"{_images(s, 'train_images', bare=True) or '?'} image-passes"),
         (
             "features",
             f"{'cache hit' if s['features'].get('cached') else 'extracted'} in {s['features']['seconds']:.1f} s",

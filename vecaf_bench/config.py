@@ -192,6 +192,13 @@ class RunConfig(_Schema):
         default=0.2, gt=0, lt=1,
         description="Share of the data held out as the test split when the dataset has no test split of its own.",
     )
+    val_fraction: Float = Field(
+        default=0.1, ge=0, lt=1,
+        description="Share of the pool held out, labelled, as the validation split that targets, crossings and "
+                    "'best' are read from (stratified, split seed 0 for every run seed; its labels are spent beside "
+                    "the label budget). 0: no validation split (the board then reads the test split, and says so). "
+                    "A dataset with a validation split of its own uses that.",
+    )
     on_corrupt: Literal["skip", "error"] = Field(
         default="skip", description="skip | error: what to do with an image that fails to decode."
     )
@@ -234,6 +241,11 @@ class RunConfig(_Schema):
     batch_budget: Int = Field(default=150, ge=1, description="Optimizer steps, the same for every selector.")
     batch_size: Int = Field(default=32, ge=1, description="Images per optimizer step.")
     rounds: Int = Field(default=1, ge=1, description="Selection rounds; budgets are split evenly over them.")
+    label: OptStr = Field(
+        default=None,
+        description="The method's name on the leaderboard (a suite sets it from the selector entry's label; "
+                    "default: the selector's name and what sets the run apart).",
+    )
     cold_start: OptStr = Field(
         default=None,
         description="The selector that picks round 0, while the head is untrained (default: the selector's own "
@@ -453,6 +465,7 @@ _RANGE_MESSAGES = {
     "eval_every": "eval every must be >= 0 steps (0: only at the end), got {value}.",
     "image_size": "image size must be at least 8 pixels, got {value}.",
     "test_fraction": "test fraction must be in (0, 1), got {value}.",
+    "val_fraction": "val_fraction must be in [0, 1) (0: no validation split), got {value}.",
     "on_corrupt": "on_corrupt must be 'skip' or 'error', got '{value}'.",
     "wandb_mode": "wandb mode must be online, offline or disabled, got '{value}'.{hint}",
     "train.lr": "train.lr must be positive, got {value}.",

@@ -1,13 +1,14 @@
 """What a dataset plugin hands the runner: a pool split, a test split and class names.
 
-The runner keeps the two splits apart: selectors only ever receive the pool.
+The runner keeps the splits apart: selectors only ever receive the pool. The validation split
+is the dataset's own when it has one, else carved from the pool by `with_validation`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -155,10 +156,56 @@ class DatasetSplits:
     # the visual domain(s) the images are in ("sketch" for ImageNet-Sketch; ImageNet-R's 16
     # renditions): a domain shift to this dataset hands them to text-domain augmentation
     domains: list[str] = field(default_factory=list)
+    # a validation split of the dataset's own; None: the runner carves one from the pool (val_fraction)
+    val: ImageSource | None = None
+    # when the runner carved the validation split: (the dataset's own pool, the positions in it of
+    # this pool's images), so that per-image inputs given by pool position (captions) still match
+    carved_from: tuple[ImageSource, np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+#: The validation split's seed: fixed, like the test split's, so that run seeds vary the selection
+#: and the training, never the data a run is judged on, and paired seeds share one validation set.
+VAL_SPLIT_SEED = 0
+
+
+def take(source: ImageSource, indices: np.ndarray, tag: str) -> ImageSource:
+    """The images of SOURCE at INDICES, in that order, as a source of their own."""
+    indices = np.asarray(indices, dtype=np.int64)
+    subset = getattr(source, "subset", None)
+    if callable(subset):
+        return subset(indices, tag)
+    labels = np.asarray(source.labels, dtype=np.int64)[indices]
+    return RelabeledImages(source, indices, labels, f"{source.fingerprint}/{tag}")
+
+
+def with_validation(splits: DatasetSplits, fraction: float, seed: int = VAL_SPLIT_SEED) -> DatasetSplits:
+    """SPLITS with a validation split: the dataset's own, else FRACTION of the pool per class,
+    held out of the pool (a selector never sees it). Every class keeps at least one pool image;
+    a class with one image stays whole in the pool. FRACTION 0: no validation split."""
+    if splits.val is not None:
+        info = {**splits.info, "val": {"size": len(splits.val), "fraction": None, "seed": None, "source": "dataset"}}
+        return replace(splits, info=info)
+    if fraction <= 0:
+        return replace(splits, info={**splits.info, "val": None})
+    labels = np.asarray(splits.pool.labels, dtype=np.int64)
+    keep, held = stratified_split(labels, fraction, seed)
+    tag = f"val{fraction}s{seed}"
+    info = {
+        **splits.info,
+        "val": {"size": int(len(held)), "fraction": float(fraction), "seed": int(seed),
+                "source": "carved from the pool"},
+    }
+    return replace(
+        splits,
+        pool=take(splits.pool, keep, f"{tag}/pool"),
+        val=take(splits.pool, held, f"{tag}/val"),
+        carved_from=(splits.pool, keep),
+        info=info,
+    )
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

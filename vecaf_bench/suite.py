@@ -94,6 +94,7 @@ MATCHED = (
     "dataset",
     "data_root",
     "test_fraction",
+    "val_fraction",
     "on_corrupt",
     "backbone",
     "weights",
@@ -114,7 +115,8 @@ DRIFT_IGNORED = frozenset(
      "wandb_group", "trackers", "plugins", "train.num_workers"}
 )
 FEATURE_GROUP = (
-    "dataset", "data_root", "test_fraction", "on_corrupt", "backbone", "weights", "image_size", "cache_dir"
+    "dataset", "data_root", "test_fraction", "val_fraction", "on_corrupt", "backbone", "weights", "image_size",
+    "cache_dir",
 )
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 ATTEMPTS = ".attempts"  # <suite>/.attempts/: folders a suite ran again, kept for their logs
@@ -542,6 +544,8 @@ def expand_suite(
                             out=str(suite_dir),
                             run_name=rid,
                         )
+                        if label != sel:  # the board's name for this method
+                            grid["label"] = label
                         if shifts is not None:
                             grid["shifts"] = shifts
                         cfg = _layered_config([

@@ -173,9 +173,10 @@ def load_captions(path: str | Path, n: int, paths: Sequence[str | Path] | None =
     """One caption per pool sample, from a CSV (header: `index` or `path`, and `caption`) or a
     JSONL file (`{"index": i, "caption": c}` or `{"path": p, "caption": c}` per line).
 
-    `index` is the sample's position in the pool (0..n-1). `path` is the image file: absolute,
-    or relative to any folder above it (`cat/001.jpg` matches `/data/train/cat/001.jpg`; it must
-    match exactly one image). Every sample needs exactly one caption."""
+    `index` is the sample's position in the dataset's pool (0..n-1, before the validation split is
+    carved from it). `path` is the image file: absolute, or relative to any folder above it
+    (`cat/001.jpg` matches `/data/train/cat/001.jpg`; it must match exactly one image).
+    Every sample needs exactly one caption."""
     p = Path(path).expanduser()
     where = f"captions file '{p}'"
     if not p.is_file():

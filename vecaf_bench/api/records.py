@@ -43,6 +43,7 @@ class RunInfo(_Record):
     config: the resolved run configuration (`vecaf_bench.config.RunConfig`).
     run_id, run_dir: the run's name and results folder.
     pool_size, test_size, num_classes: the dataset's split sizes and label space.
+    val_size: the validation split's size (0: the run has none; see config `val_fraction`).
     label_budget: images the selector may pick (a count; the pool size for `full`).
     device: where the run trains ("cpu", "cuda:0").
     uses: the selector's declared reads (sorted).
@@ -59,6 +60,7 @@ class RunInfo(_Record):
     device: str = "cpu"
     uses: list[str] = field(default_factory=list)
     resumed: bool = False
+    val_size: int = 0
 
 
 @dataclass
@@ -68,7 +70,9 @@ class RoundRecord(_Record):
     round: 0-based. selector: who picked (the cold-start selector in round 0 if one was named).
     picked: new picks this round. selected_total: the training set's size after it.
     steps: optimizer steps this round trains. selection_seconds, selection_forward_batches:
-    the selection's wall time and model forward batches. stats: the selector's own statistics.
+    the selection's wall time and model forward batches; selection_forward_images: the pool images
+    those batches held (the selection's compute, as images processed). stats: the selector's own
+    statistics.
     """
 
     round: int
@@ -79,6 +83,7 @@ class RoundRecord(_Record):
     selection_forward_batches: int
     selector: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
+    selection_forward_images: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
@@ -89,18 +94,23 @@ class RoundRecord(_Record):
 
 @dataclass
 class EvalPoint(_Record):
-    """One evaluation on the test split (summary.json's ``curve``)."""
+    """One evaluation (summary.json's ``curve``): top1/top5/loss on the test split, val_* on the
+    validation split (absent when the run has none). Targets and "best" read val_top1."""
 
     step: int
     top1: float
     top5: float
     loss: float
     train_loss: float | None = None
+    val_top1: float | None = None
+    val_top5: float | None = None
+    val_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()
-        if d["train_loss"] is None:
-            del d["train_loss"]
+        for k in ("train_loss", "val_top1", "val_top5", "val_loss"):
+            if d[k] is None:
+                del d[k]
         return d
 
 

@@ -122,6 +122,7 @@ class _Meter:
 
     def __init__(self) -> None:
         self.forward_batches = 0
+        self.forward_images = 0
         self.cache: dict[tuple[Any, ...], np.ndarray] = {}
 
 
@@ -166,6 +167,11 @@ class SelectionContext:
     def forward_batches(self) -> int:
         """Forward batches spent on model outputs in this round (counted into selection compute)."""
         return self._meter.forward_batches
+
+    @property
+    def forward_images(self) -> int:
+        """Pool images those forward batches held: the selection's compute as images processed."""
+        return self._meter.forward_images
 
     def unselected(self) -> np.ndarray:
         """The pool indices not picked in earlier rounds, ascending: the candidates of this round."""
@@ -298,6 +304,7 @@ class SelectionContext:
                 missing.add("logits")
             computed, batches = self._outputs(idx, frozenset(missing - {"probs"}), mc, p)
             self._meter.forward_batches += int(batches)
+            self._meter.forward_images += int(len(idx))
             if "logits" in computed:
                 computed["probs"] = _softmax(computed["logits"])
             for name, a in computed.items():

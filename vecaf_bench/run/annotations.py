@@ -47,8 +47,12 @@ def text_features(
         encoder = entry.factory()
     captions = None
     if cfg.captions:
-        paths = getattr(splits.pool, "paths", None)
-        captions = load_captions(cfg.captions, len(splits.pool), paths)
+        # captions name images of the dataset's own pool (by position or path), before the
+        # validation split was carved from it
+        base, positions = splits.carved_from or (splits.pool, None)
+        captions = load_captions(cfg.captions, len(base), getattr(base, "paths", None))
+        if positions is not None:
+            captions = [captions[int(i)] for i in positions]
     console.print(
         f"text: {encoder.name} on {'captions' if captions else 'class prompts'}"
         + (f", domain '{domain}'" if domain else "")

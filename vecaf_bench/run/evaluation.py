@@ -1,4 +1,8 @@
-"""Stage 4: evaluation on the test split and the OOD splits, and the curves it builds."""
+"""Stage 4: evaluation on the validation, test and OOD splits, and the curves it builds.
+
+The validation split decides (targets, crossings, the step of the best model); the test split is
+only reported, so that no number on the board was chosen by looking at the test set.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +38,9 @@ class Evaluator:
         num_workers: int,
         ood_every: int,
         final_step: int,
+        val: Any = None,
     ) -> None:
-        self.model, self.test, self.ood = model, test, ood
+        self.model, self.test, self.ood, self.val = model, test, ood, val
         self.transform, self.normalize = transform, normalize
         self.batch_size, self.num_workers = batch_size, num_workers
         self.ood_every, self.final_step = ood_every, final_step
@@ -58,6 +63,9 @@ class Evaluator:
         """Evaluates after `step`; returns the metrics the `evaluate` hook receives."""
         m = self._evaluate(self.test)
         point: dict[str, Any] = {"step": step, "top1": m["top1"], "top5": m["top5"], "loss": m["loss"]}
+        if self.val is not None:
+            v = self._evaluate(self.val)
+            point.update(val_top1=v["top1"], val_top5=v["top5"], val_loss=v["loss"])
         if train_losses:
             point["train_loss"] = float(np.mean(train_losses))
         self.curve.append(point)
@@ -71,6 +79,19 @@ class Evaluator:
             for group, names in ood_groups(self.ood).items():
                 metrics[f"ood/{group}/mean_top1"] = float(np.mean([self.ood_curves[n][-1]["top1"] for n in names]))
         return metrics
+
+    def best(self) -> dict[str, Any] | None:
+        """The evaluation with the best validation top-1 (the first of ties): its step, its val top-1
+        and the test top-1 there, i.e. what early stopping on the validation split would report.
+        None without a validation split."""
+        points = [p for p in self.curve if p.get("val_top1") is not None]
+        if not points:
+            return None
+        top = max(points, key=lambda p: p["val_top1"])  # max keeps the first of ties
+        return {"step": top["step"], "val_top1": top["val_top1"], "test_top1": top["top1"], "test_top5": top["top5"]}
+
+    def images_per_evaluation(self) -> int:
+        return len(self.test) + (len(self.val) if self.val is not None else 0)
 
     def ood_summary(self) -> dict[str, Any]:
         """summary['ood']: split -> last top-1/top-5 and curve; summary['ood_groups']: group means."""

@@ -26,7 +26,7 @@ from .. import sync_batchnorm
 from ..api import RoundRecord, RunInfo
 from ..budget import check_rounds, resolve_label_budget, split_evenly
 from ..config import RunConfig, build_config, config_from_dict, dump_yaml, load_yaml
-from ..data import DatasetSplits
+from ..data import DatasetSplits, with_validation
 from ..device import resolve_device
 from ..errors import PluginError, RunInterrupted, UserError
 from ..identity import describe, differences, flat, identity_fields, identity_hash
@@ -210,7 +210,7 @@ class Runner:
         tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
         shift_factories = [(s, host.shifts().get(parse_shift(s)[0]).factory) for s in cfg.shifts]
         with rank.main_first():  # rank 0 fills the file index and the shift cache, the others read them
-            splits = load_dataset(host, cfg)
+            splits = with_validation(load_dataset(host, cfg), cfg.val_fraction)
             # OOD splits before the run folder: a bad --shift leaves nothing behind
             input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)
             ood = self._ood_splits(splits, shift_factories, int(input_size["input_size"][-1]))
@@ -244,6 +244,7 @@ class Runner:
             device=str(device),
             uses=sorted(uses),
             resumed=ckpt is not None,
+            val_size=len(splits.val) if splits.val is not None else 0,
         )
         trackers: list[tuple[str, Any]] = []
         try:
@@ -355,7 +356,8 @@ class Runner:
         trainer = Trainer(cfg, model, run.device, self.rank)
         ood_every = cfg.eval_every if cfg.ood_eval_every is None else cfg.ood_eval_every
         evaluator = Evaluator(
-            model, splits.test, run.ood, t_eval, normalize, eval_bs, cfg.train.num_workers, ood_every, cfg.batch_budget
+            model, splits.test, run.ood, t_eval, normalize, eval_bs, cfg.train.num_workers, ood_every, cfg.batch_budget,
+            val=splits.val,
         )
         run.trainer, run.evaluator = trainer, evaluator
         if run.ckpt is not None:
@@ -504,8 +506,8 @@ class Runner:
             )
             result = run_selection(slot, ctx, count)
             progress.update(task, completed=next(t.total for t in progress.tasks if t.id == task))
-            picked = (result.indices, result.seconds, result.forward_batches, result.stats)
-        indices, seconds, batches, stats = self.rank.broadcast(picked)
+            picked = (result.indices, result.seconds, result.forward_batches, result.stats, result.forward_images)
+        indices, seconds, batches, stats, images = self.rank.broadcast(picked)
         run.sel_rounds.append(indices)
         record = RoundRecord(
             round=r,
@@ -516,6 +518,7 @@ class Runner:
             selection_forward_batches=batches,
             selector=slot.name,
             stats=stats or {},
+            selection_forward_images=images,
         )
         run.records.append(record.to_dict())
         run.files.write_selected(run.info.pool_size, reselects, [s.tolist() for s in run.sel_rounds])
@@ -538,6 +541,7 @@ class Runner:
             },
         )
         summary.update(evaluator.ood_summary())
+        summary.update(self._judged(run, trainer, evaluator, feature_info))
         fields = identity_fields(self.cfg.to_dict())
         summary.update(identity_hash=identity_hash(fields), identity=fields, devices=run.devices)
         if stopped_by is not None:
@@ -551,6 +555,31 @@ class Runner:
             raise RunInterrupted(run.info.run_dir, trainer.step, self.cfg.batch_budget, stopped_by)
         run.files.drop_checkpoint()
         return summary
+
+
+    def _judged(
+        self, run: _Run, trainer: Trainer, evaluator: Evaluator, feature_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What the board judges a run by: its validation split, the best-on-validation point, the
+        method's label, and the compute it spent as images processed (training passes, selection
+        forwards, feature extraction, evaluation)."""
+        cfg, curve = self.cfg, evaluator.curve
+        last = curve[-1] if curve else {}
+        per_image = getattr(trainer, "train_images", None)
+        return {
+            "label": cfg.label,
+            "val": run.splits.info.get("val"),
+            "val_size": run.info.val_size,
+            "val_top1": last.get("val_top1"),
+            "best": evaluator.best(),
+            "compute": {
+                "train_images": int(per_image if per_image is not None else trainer.step * cfg.batch_size),
+                "selection_images": int(sum(r.get("selection_forward_images", 0) for r in run.records)),
+                "feature_images": 0 if feature_info.get("cached") else int(feature_info.get("images", 0)),
+                "feature_cached": bool(feature_info.get("cached")),
+                "eval_images": len(curve) * evaluator.images_per_evaluation(),
+            },
+        }
 
 
 def _apply_resume_flags(

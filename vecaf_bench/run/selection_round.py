@@ -209,6 +209,7 @@ class Picked:
     forward_batches: int
     stats: dict[str, Any] = field(default_factory=dict)
     scores: np.ndarray | None = None
+    forward_images: int = 0
 
 
 def run_selection(slot: SelectorSlot, ctx: SelectionContext, count: int) -> Picked:
@@ -240,4 +241,6 @@ def run_selection(slot: SelectorSlot, ctx: SelectionContext, count: int) -> Pick
         )
         stats = dict(slot.selector.round_stats)
     arr = validate_selection(slot.name, result, count, ctx.pool_size, ctx.selected)
-    return Picked(arr, seconds, ctx.forward_batches, stats, None if scores is None else np.asarray(scores))
+    return Picked(
+        arr, seconds, ctx.forward_batches, stats, None if scores is None else np.asarray(scores), ctx.forward_images
+    )
