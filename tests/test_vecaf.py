@@ -126,3 +126,155 @@ def test_ensemble_of_aligned_members_is_deterministic():
 
     with pytest.raises(UserError, match="ensemble must be >= 1"):
         VeCAF(ensemble=0)
+
+
+# -- the ensemble, the shared pool loss, the text channel, the ablation options ---------------------
+
+
+def _spy_centres(monkeypatch, sel):
+    """Keep each member's fitted centres (normalised), in member order, before any alignment."""
+    fitted = []
+    fit = sel.fit_centres
+
+    def spy(*args, **kwargs):
+        theta = fit(*args, **kwargs)
+        fitted.append(torch.nn.functional.normalize(theta, dim=1))
+        return theta
+
+    monkeypatch.setattr(sel, "fit_centres", spy)
+    return fitted
+
+
+def test_ensemble_members_have_their_own_seeds_and_stay_deterministic(monkeypatch):
+    f, labels, text = _data()
+    losses = np.random.default_rng(2).gamma(1.0, size=len(f)).astype(np.float32) + 0.01
+
+    def run():
+        sel = VeCAF(iterations=10, ensemble=3, pool_batch=60)
+        fitted = _spy_centres(monkeypatch, sel)
+        return sel.select(_ctx(f, labels, text, 4, losses, 5), 8), fitted
+
+    first, centres = run()
+    again, centres_again = run()
+    assert np.array_equal(first.indices, again.indices) and len(set(first.indices.tolist())) == 8
+    assert all(torch.equal(a, b) for a, b in zip(centres, centres_again, strict=True))
+    # different inits (and minibatches): members' centres differ, before and after matching
+    assert len(centres) == 3
+    for m in (1, 2):
+        assert (centres[0] * centres[m]).sum(1).mean() < 0.95
+    stats = first.stats
+    assert stats["ensemble"] == 3 and stats["ensemble_alignment"].startswith("hungarian")
+    assert stats["ensemble_centre_cos_same_index"] < stats["ensemble_centre_cos"] < 0.99
+    assert 0.0 <= stats["ensemble_pick_overlap"] <= 1.0
+    # member 0 is the single selector: E = 1 picks what member 0 alone maps to
+    single = VeCAF(iterations=10, pool_batch=60)
+    one = _spy_centres(monkeypatch, single)
+    single.select(_ctx(f, labels, text, 4, losses, 5), 8)
+    assert torch.equal(one[0], centres[0])
+    # another seed, another ensemble
+    other = VeCAF(iterations=10, ensemble=3, pool_batch=60).select(_ctx(f, labels, text, 5, losses, 5), 8)
+    assert not np.array_equal(np.sort(other.indices), np.sort(first.indices))
+
+
+def test_member_seeds_depend_on_seed_round_and_member():
+    from vecaf_bench_plugins.selectors.vecaf import member_generator
+
+    f, labels, text = _data()
+
+    def draw(seed, member, purpose=1, round=0):
+        ctx = build_context(selector="vecaf", capabilities=Capabilities(), features=f, seed=seed, round=round)
+        return torch.randint(10**9, (4,), generator=member_generator(ctx, member, purpose)).tolist()
+
+    ctx0 = build_context(selector="vecaf", capabilities=Capabilities(), features=f, seed=3)
+    assert draw(3, 0) == torch.randint(10**9, (4,), generator=ctx0.generator()).tolist()  # member 0: the round's
+    draws = {tuple(draw(s, m, p, r)) for s in (0, 1) for m in (1, 2) for p in (0, 1) for r in (0, 1)}
+    assert len(draws) == 16 and draw(1, 2, 0, 1) == draw(1, 2, 0, 1)
+
+
+def test_matching_aligns_permuted_centres():
+    from vecaf_bench_plugins.selectors.vecaf import align_centres
+
+    c = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(1))
+    aligned, matched, same = align_centres(c, c[perm])
+    assert torch.equal(aligned, c) and matched == pytest.approx(1.0) and same < 0.5
+
+
+def test_the_pool_loss_is_computed_once_per_round(monkeypatch):
+    from vecaf_bench_plugins.selectors import vecaf
+
+    f, labels, text = _data()
+    losses = np.random.default_rng(0).gamma(1.0, size=len(f)).astype(np.float32) + 0.01
+    calls = []
+    real = vecaf.loss_weights
+    monkeypatch.setattr(vecaf, "loss_weights", lambda *a, **k: calls.append(1) or real(*a, **k))
+    batches = {}
+    for members in (1, 4):
+        ctx = _ctx(f, labels, text, 1, losses, steps=5)
+        out = VeCAF(iterations=5, ensemble=members).select(ctx, 6)
+        assert out.stats["weights"] == "loss"
+        batches[members] = ctx.forward_batches
+    assert batches[4] == batches[1] == 1 and len(calls) == 2  # one weight computation per select()
+
+
+def test_no_loss_weights_and_eta_zero_are_the_ablation_rows():
+    f, labels, text = _data()
+    losses = np.random.default_rng(0).gamma(1.0, size=len(f)).astype(np.float32) + 0.01
+    ctx = _ctx(f, labels, text, 2, losses, steps=5)
+    plain = VeCAF(iterations=10, loss_weights=False).select(ctx, 8)
+    assert plain.stats["weights"] == "uniform (loss_weights false)" and "weight_max" not in plain.stats
+    assert ctx.forward_batches == 0  # no model read at all
+    # without loss weights after training = what round 0 (uniform) picks
+    round0 = VeCAF(iterations=10).select(_ctx(f, labels, text, 2, losses, steps=0), 8)
+    assert np.array_equal(plain.indices, round0.indices)
+    ods = VeCAF(iterations=10, eta=0).select(_ctx(f, labels, text, 2, losses, steps=5), 8)
+    assert ods.stats["text_source"] == "none (eta 0)" and "prompt_to_class_mean_cos" not in ods.stats
+    assert ods.stats["weights"] == "loss"
+
+
+def test_ablation_options_are_validated():
+    from vecaf_bench.errors import UserError
+
+    with pytest.raises(UserError, match="loss_weights must be true or false"):
+        VeCAF(loss_weights="no")
+    with pytest.raises(UserError, match=r"eta must be >= 0 \(0 turns CEA off: ODS alone\), got -1"):
+        VeCAF(eta=-1)
+    with pytest.raises(UserError, match="eta must be a number"):
+        VeCAF(eta="high")
+    with pytest.raises(UserError, match="sigma must be >= 0"):
+        VeCAF(sigma=-0.1)
+    with pytest.raises(UserError, match="ensemble must be >= 1"):
+        VeCAF(ensemble=1.5)
+    assert VeCAF(eta=0, loss_weights=False).use_loss_weights is False
+
+
+def test_the_text_channel_is_recorded_on_synthetic_captions_and_shared_space():
+    f, labels, text = _data()
+    rng = np.random.default_rng(5)
+    caps = TextFeatures(per_sample=rng.normal(size=(len(f), 8)).astype(np.float32), per_class=text.per_class,
+                        source="captions")
+    stats = VeCAF(iterations=5).select(_ctx(f, labels, caps), 6).stats
+    assert stats["text_source"] == "captions" and stats["text_map"] == "ridge map fitted with labels"
+    assert stats["prompt_to_class_mean_cos"] < 0.9  # text that is not the label: prompts are not class means
+    shared = TextFeatures(per_sample=f[:, :16] * 0 + f, per_class=np.eye(4, 16, dtype=np.float32), shared_space=True)
+    stats = VeCAF(iterations=5).select(_ctx(f, labels, shared), 6).stats
+    assert stats["text_map"] == "shared space" and stats["text_source"] == "class prompts"
+
+
+def test_class_prompts_reduce_cea_to_class_means_on_digits(tmp_path):
+    """Real data: scikit-learn's digits (pixels as features) and MiniLM's class prompts. The ridge
+    map sends each prompt onto its class-mean image feature: the text channel carries the label."""
+    from sklearn.datasets import load_digits
+
+    from vecaf_bench.text import text_features
+    from vecaf_bench_plugins.datasets.embedded import DIGIT_NAMES
+    from vecaf_bench_plugins.text_encoders.minilm import MiniLM
+
+    d = load_digits()
+    f = d.data.astype(np.float32)
+    labels = d.target.astype(np.int64)
+    text = text_features(MiniLM(), classes=DIGIT_NAMES, labels=labels, cache_root=tmp_path)
+    assert text.source == "class prompts" and not text.shared_space
+    stats = VeCAF(iterations=5).select(_ctx(f, labels, text), 20).stats
+    assert stats["text_source"] == "class prompts" and stats["text_map"] == "ridge map fitted with labels"
+    assert stats["prompt_to_class_mean_cos_min"] >= 0.99999 and stats["prompt_to_class_mean_cos"] <= 1.0 + 1e-6

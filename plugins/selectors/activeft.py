@@ -252,10 +252,14 @@ class ActiveFT:
     def features(self, ctx: SelectionContext) -> torch.Tensor:
         return ctx.features_tensor()
 
-    def fit_centres(self, ctx: SelectionContext, feats: torch.Tensor, count: int) -> torch.Tensor:
+    def fit_centres(
+        self, ctx: SelectionContext, feats: torch.Tensor, count: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Fit `count` centres to `feats`. `generator` (default: a fresh `ctx.generator()`) draws
+        the initial samples and the `pool_batch` minibatches; VeCAF's ensemble passes one per member."""
         import torch
 
-        gen = ctx.generator()
+        gen = generator if generator is not None else ctx.generator()
         n = feats.shape[0]
         remaining = np.setdiff1d(np.arange(n), ctx.selected)
         if self.init == "farthest":
