@@ -15,6 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 from wandb_records import read_records
 
+from vecaf_bench import board_render as br
 from vecaf_bench import leaderboard as lb
 from vecaf_bench import leaderboard_plots as lp
 from vecaf_bench.cli import friendly
@@ -83,35 +84,51 @@ def runs(tmp_path: Path) -> Path:
     return root
 
 
-def row(board, selector, dataset="toy", budget=50, batches=100):
-    found = [r for r in board.rows if (r.selector, r.dataset, r.label_budget, r.batch_budget) ==
-             (selector, dataset, budget, batches)]
-    assert len(found) == 1, [(r.selector, r.dataset, r.label_budget, r.batch_budget) for r in board.rows]
+def row(board, name, dataset="toy", budget=50, batches=100):
+    found = [r for r in board.rows if (r.name, r.dataset, r.label_budget, r.batch_budget) ==
+             (name, dataset, budget, batches)]
+    assert len(found) == 1, [(r.name, r.dataset, r.label_budget, r.batch_budget) for r in board.rows]
     return found[0]
 
 
+def crossing(s0, a0, s1, a1, target):
+    """The interpolated crossing, written out: s0 + (target - a0) / (a1 - a0) * (s1 - s0)."""
+    return s0 + (target - a0) / (a1 - a0) * (s1 - s0)
+
+
 def test_numbers_equal_a_hand_computation(runs):
+    """Old summaries (no identity, val, best or compute): the board reads the test curve and says so."""
     records, unfinished = lb.load_records(runs)
     assert unfinished == 1 and len(records) == 20
     board = lb.build_board(records)
 
-    # target: full's final mean on toy = (80 + 84) / 2; none on toy2 (no full run)
-    assert board.targets["toy"] == (82.0, "full's final mean over 2 seed(s)")
+    # no validation split anywhere: the test curve decides. target: 0.95 x full's best test top-1 at its
+    # longest batch budget (100): best of seed 0 is 80, of seed 1 84 -> 0.95 x 82 = 77.9; none on toy2
+    assert board.curve_sources == {"toy": "test", "toy2": "test"}
+    t = board.targets["toy"]
+    assert t.value == pytest.approx(0.95 * 82.0) and t.reference == "full" and t.reference_batches == 100
+    assert t.text == "target 77.90 = 0.95 x full's best test top-1 at 100 batches (82.00, mean of 2 seed(s))"
     assert "toy2" not in board.targets
-    # matched batches: the steps every toy run has are 25 and 50 (the 50-batch runs stop there)
-    assert board.matched_steps == {"toy": 50, "toy2": 40}
 
     aft = row(board, "activeft")
-    assert aft.n == 3 and aft.seeds == [0, 1, 2]
+    assert aft.n == 3 and aft.seeds == [0, 1, 2] and not aft.incomplete
     assert aft.mean == pytest.approx(86.0)
     s = math.sqrt(((86 - 86) ** 2 + (84 - 86) ** 2 + (88 - 86) ** 2) / 2)  # = 2
     assert aft.ci == pytest.approx(T_975_DOF2 * s / math.sqrt(3))  # 4.968
-    assert aft.matched_top1 == pytest.approx((82 + 80 + 83) / 3)
-    # first step >= 82: seed 0 at 50, seed 1 at 75 (83), seed 2 at 50
-    assert aft.batches_to_target == pytest.approx((50 + 75 + 50) / 3)
-    # full's mean curve 41, 61, 74, 82 reaches 82 at step 100
-    assert board.reference_steps["toy"] == 100
-    assert aft.speedup == pytest.approx(100 / ((50 + 75 + 50) / 3))
+    assert aft.best_mean == pytest.approx(86.0)  # the best test point is the last one for every seed
+    # interpolated first crossings of 77.9: every activeft seed crosses between steps 25 and 50
+    tgt = 0.95 * 82
+    hits = [crossing(25, 60, 50, 82, tgt), crossing(25, 58, 50, 80, tgt), crossing(25, 62, 50, 83, tgt)]
+    assert list(aft.crossings.values()) == pytest.approx(hits)
+    assert aft.batches_to_target == pytest.approx(np.mean(hits))
+    # full is read by the same rule, per seed (no mean-curve special case)
+    full = row(board, "full", budget=1000)
+    full_hits = [crossing(75, 75, 100, 80, 0.95 * 82), crossing(75, 73, 100, 84, 0.95 * 82)]
+    assert full.reference and full.whole_pool and full.batches_to_target == pytest.approx(np.mean(full_hits))
+    assert full.ci == pytest.approx(T_975_DOF1 * np.std([80, 84], ddof=1) / math.sqrt(2))
+    assert full.speedup == 1.0 and full.speedup_low is None
+    assert aft.speedup == pytest.approx(np.mean(full_hits) / np.mean(hits))
+    assert aft.speedup_reference == "full @100 batches"
     assert aft.ood == {"corruption": pytest.approx(42.0), "imagenet-r": pytest.approx(32.0)}
     assert board.ood_names == ["corruption", "imagenet-r"]  # fog:3 is inside the corruption group
     assert aft.selection_seconds == pytest.approx(2.5) and aft.uses == []
@@ -119,62 +136,90 @@ def test_numbers_equal_a_hand_computation(runs):
     rnd = row(board, "random")
     assert rnd.mean == pytest.approx((80 + 83 + 79) / 3)
     assert rnd.ci == pytest.approx(T_975_DOF2 * np.std([80, 83, 79], ddof=1) / math.sqrt(3))
-    assert rnd.batches_to_target is None and rnd.reached == 1 and rnd.speedup is None  # seeds 0 and 2 never reach 82
-    assert lb._btt_text(rnd) == "not reached (1/3)"
+    rnd_hits = [crossing(50, 70, 75, 78, 77.9), crossing(50, 72, 75, 80, 77.9), crossing(75, 77, 100, 79, 77.9)]
+    assert list(rnd.crossings.values()) == pytest.approx(rnd_hits)
+    assert rnd.batches_to_target == pytest.approx(np.mean(rnd_hits)) and rnd.reached == 3
 
-    kc = row(board, "coreset")
-    assert kc.n == 1 and kc.ci is None and kc.mean == 75.0 and lb._btt_text(kc) == "not reached (0/1)"
-    assert row(board, "activeft {tau=0.1}").n == 1  # other selector options: another selector
+    # paired: activeft - random over seeds 0, 1, 2 = 6, 1, 9
+    d = np.array([86 - 80, 84 - 83, 88 - 79], dtype=float)
+    p = aft.vs["random"].final
+    assert p.seeds == (0, 1, 2) and p.mean == pytest.approx(d.mean())
+    half = T_975_DOF2 * d.std(ddof=1) / math.sqrt(3)
+    assert (p.low, p.high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
+    assert p.p == pytest.approx(0.25)  # exact Wilcoxon, n = 3, all differences positive: 2 / 2**3
+    assert "random" not in rnd.vs  # never compared with itself
+    assert rnd.vs["reference"].name == "activeft" and rnd.vs["reference"].final.mean == pytest.approx(-d.mean())
 
-    full = row(board, "full", budget=1000)
-    assert full.reference and full.whole_pool
-    assert full.ci == pytest.approx(T_975_DOF1 * np.std([80, 84], ddof=1) / math.sqrt(2))
-    assert full.batches_to_target == 100 and full.speedup == pytest.approx(1.0)
-    assert full.matched_top1 == pytest.approx(61.0)
+    kc = row(board, "coreset")  # one seed of the setting's three: incomplete, never bold
+    assert kc.n == 1 and kc.ci is None and kc.mean == 75.0 and kc.incomplete and not kc.best_final
+    assert br._btt_text(kc) == "not reached (0/1)"
+    tau = row(board, "activeft {tau=0.1}")  # other selector options: another row, paired with plain activeft
+    assert tau.n == 1 and tau.vs["reference"].name == "activeft" and tau.vs["reference"].final.low is None
+    assert aft.best_final and not rnd.best_final
 
-    rnd50 = row(board, "random", batches=50)
-    assert rnd50.mean == pytest.approx(68.0) and rnd50.matched_top1 == pytest.approx(68.0)
+    rnd50 = row(board, "random", batches=50)  # full never ran 50 batches: the speed-up would use full @100
+    assert rnd50.mean == pytest.approx(68.0) and rnd50.batches_to_target is None and rnd50.reached == 0
+    assert rnd50.speedup_reference == "full @100 batches" and not rnd50.best_final  # a setting of one row
 
     vec = row(board, "vecaf", dataset="toy2", budget=25, batches=40)
     assert vec.mean == pytest.approx(((57) + (61)) / 2) and vec.target is None and vec.batches_to_target is None
     assert vec.selection_forward_batches == pytest.approx(128) and vec.uses == ["labels", "model", "text"]
+    # vecaf - random differences 7, 7: no spread, so no interval and no mark (and Wilcoxon's exact p is 0.5)
+    assert vec.vs["random"].final.mean == pytest.approx(7.0) and vec.vs["random"].final.low is None
+    assert not vec.vs["random"].final.excludes_zero and vec.vs["random"].final.p == pytest.approx(0.5)
+
+    # AUBC on toy2 (budgets 10 and 25): the mean of the two final accuracies per seed (a trapezoid)
+    aubc = {a.name: a for a in board.aubc}
+    assert aubc["random"].per_seed == {0: pytest.approx((40 + 50) / 2), 1: pytest.approx((44 + 54) / 2)}
+    assert aubc["vecaf"].mean == pytest.approx(np.mean([(45 + 57) / 2, (49 + 61) / 2]))
 
     # sorted by dataset, budget, batches, then mean accuracy descending
-    order = [(r.dataset, r.label_budget, r.batch_budget, r.selector) for r in board.rows]
+    order = [(r.dataset, r.label_budget, r.batch_budget, r.name) for r in board.rows]
     assert order[:6] == [("toy", 50, 50, "random"), ("toy", 50, 100, "activeft"), ("toy", 50, 100, "random"),
                          ("toy", 50, 100, "coreset"), ("toy", 50, 100, "activeft {tau=0.1}"),
                          ("toy", 1000, 100, "full")]
+    assert any("no validation split: targets read off the test split" in n for n in board.notes)
 
 
 def test_explicit_target(runs):
     board = lb.build_board(lb.load_records(runs)[0], target=70.0)
-    assert board.targets["toy"] == (70.0, "--target") and board.targets["toy2"] == (70.0, "--target")
-    assert board.reference_steps["toy"] == 75  # full's mean curve 41, 61, 74, 82: first >= 70 at step 75
+    assert board.targets["toy"].value == 70.0 and board.targets["toy2"].value == 70.0
+    full = row(board, "full", budget=1000)  # seeds: 60 @50 -> 75 @75, 62 @50 -> 73 @75
+    full_hits = [crossing(50, 60, 75, 75, 70), crossing(50, 62, 75, 73, 70)]
+    assert full.batches_to_target == pytest.approx(np.mean(full_hits))
     aft = row(board, "activeft")
-    assert aft.batches_to_target == 50 and aft.speedup == pytest.approx(75 / 50)
-    rnd = row(board, "random")  # 70 at 50, 72 at 50, 69 -> 77 at 75
-    assert rnd.batches_to_target == pytest.approx((50 + 50 + 75) / 3)
-    assert rnd.speedup == pytest.approx(75 / ((50 + 50 + 75) / 3))
+    aft_hits = [crossing(25, 60, 50, 82, 70), crossing(25, 58, 50, 80, 70), crossing(25, 62, 50, 83, 70)]
+    assert aft.batches_to_target == pytest.approx(np.mean(aft_hits))
+    assert aft.speedup == pytest.approx(np.mean(full_hits) / np.mean(aft_hits))
+    rnd = row(board, "random")  # 50 -> 70 reaches 70 exactly at 50; 55 -> 72; 69 -> 77 between 50 and 75
+    expected = [50, crossing(25, 55, 50, 72, 70), crossing(50, 69, 75, 77, 70)]
+    assert list(rnd.crossings.values()) == pytest.approx(expected)
+    vec = row(board, "vecaf", dataset="toy2", budget=25, batches=40)  # toy2 has no full run: no speed-up
+    assert vec.speedup is None and vec.speedup_reference is None
 
 
 def test_formats(runs):
     board = lb.build_board(lb.load_records(runs)[0])
     md = lb.to_markdown(board)
-    assert "| toy | 50 (5%) | 100 | activeft | features | 3 | **86.00 ± 4.97** | 81.67 @50 | 58 | 1.71x |" in md
-    assert "| toy | 50 (5%) | 100 | random | features | 3 | 80.67 ± 5.17 | 70.33 @50 | not reached (1/3) | - |" in md
-    assert ("| toy | all (1000) | 100 | full | features | 2 | 82.00 ± 25.41 | 61.00 @50 | 100 (mean curve) | 1.00x |"
-            in md)
-    assert "**68.00" not in md  # a cell of one row has no best
+    assert ("| toy | 50 (5%) | 100 | activeft | features | 3 | **86.00 ± 4.97** | **86.00 ± 4.97** | +5.33 ± 10.04 | - "
+            "| 45.6 ± 4.6 | 1.92x [") in md
+    assert "| toy | 50 (5%) | 100 | coreset | features | 1/3 seeds | 75.00 (1/3 seeds) |" in md
+    assert "**75.00" not in md and "**68.00" not in md  # incomplete rows and settings of one row have no best
     assert "labels, model, text" in md
-    assert "toy: target 82.00% (full's final mean over 2 seed(s)); matched batches: step 50" in md
+    assert "- toy: target 77.90 = 0.95 x full's best test top-1 at 100 batches (82.00, mean of 2 seed(s))" in md
+    assert "| toy | 50 (5%) | 100 | activeft | random | final | 3 | +5.33 | [-4.71, +15.37] | 0.2500 |" in md
+    assert "| toy2 | 40 | random | 10, 25 | 2 |" in md  # the AUBC table
     rows = list(csv.DictReader(io.StringIO(lb.to_csv(board))))
     first = rows[1]
-    assert first["selector"] == "activeft" and float(first["mean_top1"]) == pytest.approx(86.0)
+    assert first["method"] == "activeft" and float(first["mean_top1"]) == pytest.approx(86.0)
     assert float(first["ci95"]) == pytest.approx(T_975_DOF2 * 2 / math.sqrt(3))
     assert float(first["ood_imagenet-r"]) == pytest.approx(32.0)
+    assert float(first["vs_random_final_p"]) == pytest.approx(0.25) and first["incomplete"] == "False"
     data = json.loads(lb.to_json(board))
-    assert data["targets"]["toy"]["top1"] == 82.0 and data["matched_steps"]["toy"] == 50
-    assert data["rows"][2]["batches_to_target"] is None and data["rows"][2]["reached"] == 1
+    assert data["targets"]["toy"]["top1"] == pytest.approx(77.9) and data["targets"]["toy"]["curve"] == "test"
+    assert data["rows"][2]["batches_to_target"] is not None and data["rows"][3]["reached"] == 0
+    assert data["rows"][1]["per_seed"]["1"]["crossing"] == pytest.approx(crossing(25, 58, 50, 80, 77.9))
+    assert {p["against"] for p in data["paired"]} == {"random", "reference"} and len(data["aubc"]) == 2
 
 
 def _check_png(path: Path, min_kb: int = 15) -> None:
@@ -210,6 +255,14 @@ def test_cli(app, runs, tmp_path):
     assert "**86.00 ± 4.97**" in r.output and (tmp_path / "p.png").is_file()
     r = cli.invoke(app, ["leaderboard", str(runs), "--format", "json", "--target", "70"])
     assert r.exit_code == 0 and json.loads(r.output)["targets"]["toy"]["top1"] == 70.0
+    r = cli.invoke(app, ["leaderboard", str(runs), "--format", "json", "--target-fraction", "0.5", "--reference",
+                         "coreset"])
+    data = json.loads(r.output)
+    assert r.exit_code == 0 and data["targets"]["toy"]["top1"] == pytest.approx(41.0) and data["reference"] == "coreset"
+    aft = next(x for x in data["rows"] if x["method"] == "activeft" and x["batch_budget"] == 100)
+    assert aft["vs_reference_method"] == "coreset" and aft["vs_reference_final_diff"] == pytest.approx(86 - 75 + 0.0)
+    r = cli.invoke(app, ["leaderboard", str(runs), "--target-fraction", "1.5"])
+    assert r.exit_code == 2 and "--target-fraction must be in (0, 1]" in r.output
     r = cli.invoke(app, ["leaderboard", str(runs)])
     assert r.exit_code == 0 and "activeft" in r.output
     r = cli.invoke(app, ["leaderboard", str(runs), "--format", "markdwn"])
@@ -270,7 +323,13 @@ def test_wandb_export_becomes_the_records_summary_json_gives(runs):
     lb.fill_uses(records)
     assert records[0].uses == [] and records[1].whole_pool
     board = lb.build_board(records)
-    assert board.targets["toy"][0] == 80.0 and row(board, "activeft").batches_to_target == 50
+    assert board.targets["toy"].value == pytest.approx(0.95 * 80.0)  # full's best test top-1 (W&B: no val)
+    # the fixture's full config lacks the train keys activeft's has: they differ, so the name says which
+    aft = next(r for r in board.rows if r.selector == "activeft")
+    assert aft.name == "activeft {rounds=1, train.lr=0.02, train.momentum=0.9, train.opt=sgd}"
+    assert aft.batches_to_target == pytest.approx(crossing(25, 60, 50, 82, 0.95 * 80))
+    assert any(n.startswith("read from W&B") for n in board.notes)
+    assert any("no validation split: targets read off the test split" in n for n in board.notes)
     with pytest.raises(lb.UserError, match="ENTITY/PROJECT"):
         lb.records_from_wandb("just-a-project", api=_Api(export))
 

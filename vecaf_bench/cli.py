@@ -133,6 +133,9 @@ def run(
     from .run.selection_round import check_selector_options
 
     check_selector_options(host, cfg.selector, cfg.selector_options)
+    from .run.recipes import check_recipe_options
+
+    check_recipe_options(host, cfg.recipe, cfg.recipe_options)
     from .runner import Runner
 
     summary = Runner(cfg, console=err, host=host).run()
@@ -166,7 +169,7 @@ def select(
 @friendly
 def list_(
     kind: str | None = typer.Argument(
-        None, help="selectors, backbones, datasets, text_encoders, shifts or trackers (default: all)."
+        None, help="selectors, backbones, recipes, datasets, text_encoders, shifts or trackers (default: all)."
     ),
     plugin: list[str] = typer.Option([], help="Also import this plugin module (repeatable)."),
     details: str | None = typer.Option(

@@ -88,7 +88,16 @@ def leaderboard(
         None, help="Write the plots: FILE.png (accuracy vs batches) and FILE-budgets.png (budget sweep)."
     ),
     target: float | None = typer.Option(
-        None, help="Target test top-1 in percent (default: full's final mean accuracy on the dataset)."
+        None, help="Target validation top-1 in percent (default: --target-fraction x full's best validation "
+                   "top-1 at its longest batch budget on the dataset)."
+    ),
+    target_fraction: float = typer.Option(
+        0.95, help="The target as a fraction of full's best validation top-1 (mean over seeds) at the longest "
+                   "batch budget full ran on the dataset."
+    ),
+    reference: str = typer.Option(
+        "activeft", help="Selector every row is also paired against (besides random): paired difference, 95% "
+                         "interval, Wilcoxon p."
     ),
     output: str | None = typer.Option(None, "--output", "-o", help="Write the leaderboard to this file."),
     from_wandb: str | None = typer.Option(None, help="Read the runs from W&B project ENTITY/PROJECT instead."),
@@ -98,13 +107,13 @@ def leaderboard(
     wandb_project: str = typer.Option("vecaf-bench", help="W&B project to log to."),
     wandb_entity: str | None = typer.Option(None, help="W&B entity to log to."),
 ) -> None:
-    """Compare finished runs: mean ± 95% CI over seeds, matched batches, batches to target, plots."""
+    """Compare finished runs: final and best-on-validation accuracy (mean ± 95% CI over seeds), paired
+    differences, batches to target, speed-up over full, compute, plots."""
     from . import leaderboard as lb
     from .leaderboard_plots import write_plots
     from .results import write_text_atomic
 
-    if fmt not in lb.FORMATS:
-        lb.render(lb.Board([], {}, {}, {}, [], []), fmt)  # raises the message with the valid formats
+    lb.check_format(fmt)
     if from_wandb:
         records, scan = lb.records_from_wandb(from_wandb), lb.RunScan()
         where = f"W&B project {from_wandb}"
@@ -120,7 +129,7 @@ def leaderboard(
     if not records:
         raise UserError(scan.nothing_message(where))
     lb.fill_uses(records)
-    board = lb.build_board(records, target=target)
+    board = lb.build_board(records, target=target, target_fraction=target_fraction, reference=reference)
     board.notes.extend(scan.notes())
     rendered = lb.render(board, fmt)
     if output:
@@ -132,7 +141,7 @@ def leaderboard(
     else:
         term = Console(emoji=False)
         if not term.is_terminal:
-            term = Console(emoji=False, width=200)  # piped: no terminal to fit, do not squeeze the columns
+            term = Console(emoji=False, width=240)  # piped: no terminal to fit, do not squeeze the columns
         term.print(rendered)
     plots = write_plots(board, plot) if plot else []
     for p in plots:

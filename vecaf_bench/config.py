@@ -19,7 +19,16 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import UserError, did_you_mean
@@ -186,6 +195,15 @@ class RunConfig(_Schema):
         default_factory=dict,
         description="The selector's own options, checked by the selector: --set selector_options.<name>=VALUE.",
     )
+    recipe: str = Field(
+        default="finetune",
+        description="Finetuning recipe plugin (see `vecaf-bench list recipes`): finetune (the whole model), "
+                    "linear-probe (the head on the cached features), knn (no training), lp-ft (probe, then finetune).",
+    )
+    recipe_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The recipe's own options, checked by the recipe: --set recipe_options.<name>=VALUE.",
+    )
     dataset: str = Field(default="mnist", description="Dataset name, or a folder in the ImageNet layout.")
     data_root: OptStr = Field(default=None, description="Where datasets live.")
     test_fraction: Float = Field(
@@ -285,12 +303,12 @@ class RunConfig(_Schema):
         default_factory=lambda: TrainConfig(), description="The finetuning recipe: train.<key>."
     )
 
-    @field_validator("selector_options")
+    @field_validator("selector_options", "recipe_options")
     @classmethod
-    def _finite_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _finite_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # the schema refuses nan and inf in its typed numbers; the selector's own options are free-form, so
         # they are walked here: a nan tau or lr trains to chance and writes NaN into summary.json
-        bad = _non_finite(value, "selector_options")
+        bad = _non_finite(value, str(info.field_name))
         if bad is not None:
             raise PydanticCustomError("non_finite_option", "not finite", {"key": bad[0], "value": bad[1]})
         return value
@@ -347,7 +365,7 @@ def _non_finite(value: Any, key: str) -> tuple[str, Any] | None:
 
 
 SECTIONS: dict[str, type[_Schema]] = {"train": TrainConfig}  # nested sections, set as <section>.<key>
-FREE_FORM = ("selector_options",)  # validated by the selector that reads them
+FREE_FORM = ("selector_options", "recipe_options")  # validated by the selector (the recipe) that reads them
 _SECTION_EXAMPLES = {"train": "train.lr=0.01"}
 
 

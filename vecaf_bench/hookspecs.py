@@ -17,6 +17,7 @@ from .api import (
     PROJECT,
     BackboneFactory,
     DatasetFactory,
+    RecipeFactory,
     RoundRecord,
     RunInfo,
     SelectorFactory,
@@ -78,6 +79,20 @@ def vecaf_bench_resolve_dataset(name: str) -> DatasetFactory | None:
 
     :param name: the run's ``dataset`` value.
     :return: a `DatasetFactory`, or None to let the next plugin try.
+    """
+
+
+@hookspec
+def vecaf_bench_add_recipes() -> Mapping[str, RecipeFactory]:
+    """Finetuning recipes by name (``finetune``, ``linear-probe``, ``knn``, ``lp-ft``).
+
+    :return: ``{name: factory}``; ``factory(request: RecipeRequest, **options)`` returns a
+        `vecaf_bench.api.Recipe`, the trainer the runner drives for the whole run (``train_round``
+        per round, ``state_dict``/``restore`` for checkpoints). ``request`` holds the run config,
+        the model, the backbone, the device, the pool's cached pre-logit features and the torchrun
+        rank; ``options`` are the run config's ``recipe_options``, checked against the factory's
+        signature (after ``request``) before the run starts. A recipe spends exactly the batch
+        budget's steps, whatever one of its steps does.
     """
 
 

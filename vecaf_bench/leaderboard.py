@@ -1,737 +1,666 @@
 """Leaderboard: every finished run under a folder (or in a W&B project), grouped and compared.
 
-The rules, so that a number in the table can be checked by hand:
+The rules, so that every number on the board can be checked by hand from the summary.json files
+(the statistics themselves are in `vecaf_bench.board_stats`, each naming its scipy call):
 
-- A group is dataset x label budget (images) x batch budget x selector; a selector run with
-  `selector_options` is its own selector ("activeft {tau=0.1}"). Only runs whose summary says
-  `status: finished` count; a seed found twice in a group counts once (the newest summary).
-- n: the number of seeds. Mean test top-1 +- the 95% CI half-width over seeds, Student t with
-  n-1 degrees of freedom: t(0.975, n-1) * s / sqrt(n), s the sample standard deviation; n = 1
-  gives no interval.
-- Accuracy at matched batches: per dataset, the largest evaluation step that is in the curve of
-  every run on that dataset (every selector, budget and batch budget, `full` included); the
-  group's mean top-1 at that step. With equal batch budgets and evaluation steps this is the final
-  accuracy; with a longer `full` or a batch-budget sweep it compares at the batches all runs had.
-- Target: `--target` (percent, like test top-1), else the mean final top-1 of `full` on the same
-  dataset (its group with the most batches), else there is none.
-- Batches to target: per seed, the first curve step whose top-1 >= target; the group's value is
-  the mean over its seeds when every seed reached the target, and "not reached (k/n)" when any
-  seed did not (a mean over the seeds that happened to get there would flatter the selector).
-- `full` is the reference curve: its batches to target are read off its mean curve (the mean
-  over seeds of top-1 at each step present in all its runs), so it reaches its own final mean by
-  construction, where seeds below the mean never would one by one.
-- Speed-up: full's batches to target / the group's (> 1: fewer batches than finetuning on all).
-- OOD: per OOD name (a group mean such as `corruption`, or a split outside any group such as
-  `imagenet-r`), the mean over seeds of the final top-1.
-- Selection seconds and selection forward batches: means over seeds. `uses`: what the selector
-  read beside the pool features (labels, model, text), from the summary.
+Rows. Only runs whose summary says `status: finished` count. A run's *setting* is what it is
+compared under: dataset, label budget (images, as resolved), batch budget, and the protocol keys
+batch_size, eval_every, ood_eval_every, test_fraction, val_fraction, on_corrupt, shifts,
+shift_seed. Its *method identity* is every other key of summary['identity'] except the seed:
+selector, selector_options, rounds, cold_start, recipe, recipe_options, every train.* key,
+backbone, weights, image_size, text_encoder, captions, text_domain, label (a suite's row label),
+and any key added later. A row is one (setting, method identity); its seeds are its samples, and a
+seed found twice counts once (the newest summary). Two configs of one selector are always two
+rows. A key an old summary lacks is absent (as is a key set to None or {}), never an error; an old
+summary without `identity` takes it from its config.yaml, else from its own fields (selector,
+options, rounds, backbone, image size, batch size), and the board says so.
+
+Method key (the name shown). The row's `label` when it has one; else the selector's name, its
+selector_options as `{k=v}`, its recipe and recipe_options as `[recipe k=v]` when they differ from
+the common ones, and, as `{k=v}`, every other identity key whose value differs from the most
+common value among the dataset's rows (a key whose values tie has no common value and is shown
+on every row that sets it), e.g. `vecaf {rounds=3}`, `random [linear-probe]`. Rows that would
+still share a name in one setting get every key in which they differ appended.
+
+Seeds and incomplete rows. The expected seeds of a setting are the union of the seeds of its rows
+(for a whole-pool `full` row, of the whole-pool rows at its dataset and batch budget: its own
+setting). A row missing any is incomplete: shown as "k/n seeds" beside its numbers, which are over
+the seeds present, and never bolded.
+
+Intervals. Mean +- the 95% half-width t(0.975, n-1) * s / sqrt(n) over seeds (s: the sample
+standard deviation); one seed gives no interval.
+
+Validation. The decision curve of a run is its validation top-1 per evaluation (`val_top1` in
+summary['curve']). Targets, crossings and "best" are read off it; the test split is only reported.
+A dataset where any run lacks a validation curve (val_fraction 0, an old run, W&B) is read off the
+test curve for every run on it, and the board says "no validation split: targets read off the test
+split".
+
+Final and best. Final: the test top-1 at the last evaluation. Test @ best val: per seed, the
+evaluation with the highest validation top-1 (the first of ties), and the test top-1 there (what
+early stopping on the validation split would report). Both as mean +- CI over seeds.
+
+Target. `--target` (percent, on the decision curve), else `--target-fraction` F (default 0.95)
+times the mean over seeds of the best decision top-1 of `full` (the whole-pool rows) on the
+dataset at the longest batch budget `full` ran there; several whole-pool rows at that budget: the
+one with the highest such mean. It does not depend on a row's batch budget. No full run and no
+--target: no target on that dataset. The board states it, e.g. "target 92.30 = 0.95 x full's best
+val top-1 at 300 batches (97.16, mean of 3 seeds)".
+
+Batches to target. Per seed: the first crossing of the decision curve with linear interpolation
+between the two evaluations around it (s0 + (target - a0) / (a1 - a0) * (s1 - s0)); a curve whose
+first evaluation already reaches the target crosses at that evaluation's step. `full` is read by
+the same rule. The row's value: mean +- CI over seeds when every seed reached the target, else
+"not reached (k/n)". In images: each seed's crossing x batch size, then the mean.
+
+Speed-up over full: full's mean batches to target / the row's, where "full" is the whole-pool row
+at the row's own dataset and batch budget when full ran there (the same schedule length: the
+fair comparison under a cosine schedule), else the row that set the target (the longest budget);
+among several, the one with the same recipe side (see Paired), else the most seeds. The interval
+is the delta method on the log ratio (board_stats.ratio_ci). No speed-up when either side did
+not reach the target on every seed.
+
+Paired statistics. For every row, the paired difference (row - other) of final test top-1 and of
+test @ best val, over the seeds both have, against `random` and against `--reference` (default
+activeft) in the same setting: mean, the paired 95% t interval (scipy.stats.ttest_rel, i.e.
+mean +- t(0.975, n-1) * sd / sqrt(n) of the differences) and the two-sided Wilcoxon signed-rank p
+(scipy.stats.wilcoxon with its defaults; None with < 2 shared seeds or all-zero differences; with
+n seeds the smallest exact p is 2 / 2^n, 0.0625 for 5, so p < 0.05 needs at least 6 seeds). The
+other row: among the rows of that selector whose identity equals the row's on the recipe side
+(every identity key but selector, selector_options, label, rounds, cold_start, text_encoder,
+captions, text_domain), else among all rows of that selector, the one with the most seeds, then
+the fewest identity keys set (the plain config), then the first name. When that is the row
+itself there is no comparison (so `random` has no "vs random", and `activeft {tau=0.1}` meets
+plain `activeft`). Differences with no spread over seeds have no interval. The markdown board
+marks with `*` a difference whose interval excludes 0.
+
+AUBC. For a method identity with >= 2 label budgets in one dataset x batch budget x setting: per
+seed present at every budget, the trapezoid area under final test top-1 vs label budget (images)
+divided by the budget range (the curve's mean height), then mean +- CI over those seeds.
+
+Compute. "images (train+select)": training image-passes plus selection forward images, and
+"feature images" (feature extraction; 0 when the cache was reused), each the mean over seeds,
+from summary['compute']. An old summary without it: train = steps x batch size, selection = forward
+batches x max(batch size, 64) (an upper bound), features 0 if cached; "?" where unknown.
+
+OOD: per OOD name (a group mean such as `corruption`, or a split outside any group), the mean over
+seeds of the final top-1. Selection seconds: mean over seeds. `uses`: what the selector read beside
+the pool features (labels, model, text), from the summary.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
-from rich.table import Table
 
+from . import board_stats as bs
+from .board_records import (  # noqa: F401  (re-exported: the leaderboard's public names)
+    Compute,
+    Record,
+    RunScan,
+    compute_from_summary,
+    fill_uses,
+    load_records,
+    record_from_summary,
+    record_from_wandb,
+    records_from_wandb,
+    scan_runs,
+)
+from .board_stats import Paired, mean_curve, t_halfwidth  # noqa: F401
 from .errors import UserError
 
-FORMATS = ("table", "markdown", "csv", "json")
+DEFAULT_TARGET_FRACTION = 0.95
+DEFAULT_REFERENCE = "activeft"
+RANDOM = "random"
+
+#: identity keys of the setting (the comparison), beside dataset, label budget and batch budget
+SETTING_KEYS = ("batch_size", "eval_every", "ood_eval_every", "test_fraction", "val_fraction", "on_corrupt",
+                "shifts", "shift_seed")
+NOT_METHOD = frozenset({"seed", "dataset", "label_budget", "batch_budget", *SETTING_KEYS})
+#: identity keys of how a method picks; the rest (recipe, train.*, backbone, ...) is its recipe side
+SELECTOR_SIDE = frozenset({"selector", "selector_options", "label", "rounds", "cold_start", "text_encoder",
+                           "captions", "text_domain"})
 
 
 # ---------------------------------------------------------------------------------------------
-# records: one finished run each
+# identities
 
 
-@dataclass
-class Record:
-    selector: str
-    dataset: str
-    label_budget: int
-    label_budget_requested: str
-    batch_budget: int
-    seed: int
-    top1: float
-    curve: list[tuple[int, float]]
-    options: dict[str, Any] = field(default_factory=dict)
-    ood: dict[str, float] = field(default_factory=dict)
-    selection_seconds: float = 0.0
-    selection_forward_batches: float = 0.0
-    uses: list[str] | None = None
-    pool_size: int | None = None
-    source: str = ""
-    mtime: float = 0.0
-
-    @property
-    def name(self) -> str:
-        if not self.options:
-            return self.selector
-        return f"{self.selector} {{{', '.join(f'{k}={v}' for k, v in sorted(self.options.items()))}}}"
-
-    @property
-    def whole_pool(self) -> bool:
-        return self.pool_size is not None and self.label_budget == self.pool_size
+def _key(d: Mapping[str, Any]) -> str:
+    return json.dumps(dict(d), sort_keys=True, default=str)
 
 
-def _ood_from_summary(s: Mapping[str, Any]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for g, v in (s.get("ood_groups") or {}).items():
-        if isinstance(v, Mapping) and v.get("top1") is not None:
-            out[g] = float(v["top1"])
-    for n, v in (s.get("ood") or {}).items():
-        if isinstance(v, Mapping) and not v.get("group") and v.get("top1") is not None:
-            out[n] = float(v["top1"])
+def _present(v: Any) -> bool:
+    return v is not None and v != {}
+
+
+def method_identity(r: Record) -> dict[str, Any]:
+    """The run's method identity: every identity key outside the setting and the seed (None or {}
+    counts as absent, like a key an old summary lacks)."""
+    out = {k: v for k, v in r.identity.items() if k not in NOT_METHOD and _present(v)}
+    out["selector"] = r.selector
     return out
 
 
-def _curve(
-    points: Iterable[Mapping[str, Any]], step_key: str = "step", top1_key: str = "top1"
-) -> list[tuple[int, float]]:
-    pts = {}
-    for p in points:
-        if p.get(step_key) is not None and p.get(top1_key) is not None:
-            pts[int(p[step_key])] = float(p[top1_key])
-    return sorted(pts.items())
-
-
-def record_from_summary(
-    s: Mapping[str, Any], options: Mapping[str, Any] | None = None, source: str = ""
-) -> Record | None:
-    """A finished run's summary.json as a Record; None for an unfinished one."""
-    if s.get("status") != "finished" or s.get("test_top1") is None:
-        return None
-    curve = _curve(s.get("curve") or [])
-    return Record(
-        selector=str(s["selector"]),
-        dataset=str(s["dataset"]),
-        label_budget=int(s["label_budget"]),
-        label_budget_requested=str(s.get("label_budget_requested", s["label_budget"])),
-        batch_budget=int(s["batch_budget"]),
-        seed=int(s["seed"]),
-        top1=float(s["test_top1"]),
-        curve=curve or [(int(s.get("steps") or s["batch_budget"]), float(s["test_top1"]))],
-        options=dict(options or {}),
-        ood=_ood_from_summary(s),
-        selection_seconds=float(s.get("selection_seconds") or 0.0),
-        selection_forward_batches=float(s.get("selection_forward_batches") or 0.0),
-        uses=list(s["uses"]) if s.get("uses") is not None else None,
-        pool_size=int(s["pool_size"]) if s.get("pool_size") is not None else None,
-        source=source,
-    )
-
-
-@dataclass
-class RunScan:
-    """The run folders under a leaderboard's folder: the finished ones as records, every other one
-    named with what is wrong with it (damaged, failed, half-made, unfinished) and left out."""
-
-    records: list[Record] = field(default_factory=list)
-    left_out: dict[str, list[str]] = field(default_factory=dict)  # kind -> descriptions (with the path)
-
-    def leave_out(self, kind: str, description: str) -> None:
-        self.left_out.setdefault(kind, []).append(description)
-
-    def count(self, kind: str) -> int:
-        return len(self.left_out.get(kind, []))
-
-    def notes(self) -> list[str]:
-        """One sentence per kind left out, naming each folder (the first five) and what to do."""
-        advice = {
-            "damaged": "its summary.json cannot be read: run it again (a suite does so, keeping the old folder in "
-                       ".attempts/) or delete the folder",
-            "failed": "the run recorded its failure: fix the cause and run it again (a suite re-runs failed runs)",
-            "half-made": "the run stopped before training: run it again, or delete the folder",
-            "unfinished": "interrupted or still running: resume with vecaf-bench run --resume DIR, or run its suite "
-                          "again",
-        }
-        out = []
-        for kind in ("damaged", "failed", "half-made", "unfinished"):
-            items = self.left_out.get(kind, [])
-            if items:
-                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
-                out.append(f"{len(items)} {kind} run(s) left out ({advice[kind]}): {'; '.join(items[:5])}{more}.")
-        return out
-
-    def nothing_message(self, where: str) -> str:
-        """The message when no run is finished: what was found instead."""
-        found = " ".join(self.notes())
-        return (f"no finished runs in {where}." + (f" {found}" if found else "")
-                + " Point it at the --out folder of finished runs.")
-
-
-def _is_run_folder(d: Path, root: Path) -> bool:
-    """A folder a run wrote, not a W&B or submitit folder, nor an attempt a suite moved aside."""
-    from .suite import ATTEMPTS
-
-    parts = d.relative_to(root).parts if d != root else ()
-    return not any(p in (ATTEMPTS, "wandb", "submitit", "logs") or p.startswith(".") for p in parts)
-
-
-def scan_runs(root: str | Path) -> RunScan:
-    """Every run folder under `root` (recursively): finished runs as records; damaged, failed,
-    half-made and unfinished ones named (see RunScan.notes), never mixed into the results."""
-    from .suite import read_run_folder
-
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(
-            f"leaderboard folder '{root}' does not exist. Give the --out folder of your runs (or a suite's)."
-        )
-    scan = RunScan()
-    folders = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("config.yaml")}
-    for d in sorted(f for f in folders if _is_run_folder(f, root)):
-        if not (d / "summary.json").exists() and not _runs_config(d / "config.yaml"):
-            continue  # some other tool's config.yaml
-        state = read_run_folder(d)
-        if state.kind != "finished":
-            where = d / "summary.json" if state.kind == "damaged" else d
-            detail = "checkpoint saved" if state.kind == "interrupted" else state.detail
-            kind = "unfinished" if state.kind == "interrupted" else state.kind
-            scan.leave_out(kind, f"{where} ({detail})" if detail else str(where))
-            continue
-        s = state.summary or {}
-        if "selector" not in s:
-            continue  # not a vecaf-bench summary
-        options: dict[str, Any] = {}
-        cfg = d / "config.yaml"
-        if cfg.is_file():
-            try:
-                options = (yaml.safe_load(cfg.read_text()) or {}).get("selector_options") or {}
-            except (yaml.YAMLError, AttributeError):
-                options = {}
-        try:
-            rec = record_from_summary(s, options, source=str(d))
-        except (KeyError, TypeError, ValueError) as e:
-            what = f"lacks '{e.args[0]}'" if isinstance(e, KeyError) else f"holds a bad value ({e})"
-            scan.leave_out("damaged", f"{d / 'summary.json'} (finished, but it {what})")
-            continue
-        if rec is None:
-            scan.leave_out("damaged", f"{d / 'summary.json'} (finished, but it has no test_top1)")
-            continue
-        rec.mtime = (d / "summary.json").stat().st_mtime
-        scan.records.append(rec)
-    return scan
-
-
-def _runs_config(path: Path) -> bool:
-    """A config.yaml that vecaf-bench wrote (it names a selector)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and "selector" in data
-
-
-def load_records(root: str | Path) -> tuple[list[Record], int]:
-    """Every finished run's record under `root` and how many run folders were left out (damaged,
-    failed, half-made or unfinished: `scan_runs` names them)."""
-    scan = scan_runs(root)
-    return scan.records, sum(len(v) for v in scan.left_out.values())
-
-
-# ---- W&B -------------------------------------------------------------------------------------
-
-
-def _ood_from_wandb(summary: Mapping[str, Any]) -> dict[str, float]:
-    """`ood/<group>/mean_top1` and `ood/<split>/top1` (what the wandb tracker logs); a split whose name
-    starts with a group's family ('corruption:fog:3' under 'corruption') is inside that group."""
-    groups, splits = {}, {}
-    for k, v in summary.items():
-        if not k.startswith("ood/") or not isinstance(v, (int, float)):
-            continue
-        name, _, metric = k[4:].rpartition("/")
-        if metric == "mean_top1":
-            groups[name] = float(v)
-        elif metric == "top1":
-            splits[name] = float(v)
-    families = {g.split("-")[0] for g in groups}
-    out = dict(groups)
-    for n, v in splits.items():
-        if not (":" in n and n.split(":")[0] in families):
-            out[n] = v
+def setting_of(r: Record) -> dict[str, Any]:
+    """The run's setting: dataset, resolved label budget, batch budget and the protocol keys."""
+    out: dict[str, Any] = {"dataset": r.dataset, "label_budget": r.label_budget, "batch_budget": r.batch_budget}
+    out.update({k: r.identity[k] for k in SETTING_KEYS if _present(r.identity.get(k))})
+    if "batch_size" not in out and r.batch_size is not None:
+        out["batch_size"] = r.batch_size
     return out
 
 
-def record_from_wandb(
-    summary: Mapping[str, Any], config: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = (), source: str = ""
-) -> Record | None:
-    """A W&B run (its summary, config and the `train/step`, `test/top1` history) as the Record its
-    summary.json gives; None for a run that did not finish or is not a vecaf-bench run."""
-    if summary.get("status") != "finished":
-        return None
-    selector = summary.get("selector") or config.get("selector")
-    top1 = summary.get("test_top1", summary.get("test/top1"))
-    if selector is None or top1 is None:
-        return None
-    curve = _curve(history, "train/step", "test/top1")
-    uses = summary.get("uses")
-    if isinstance(uses, str):
-        uses = [u for u in uses.replace(",", " ").split() if u]
-    batch_budget = int(summary.get("batch_budget") or config["batch_budget"])
-    return Record(
-        selector=str(selector),
-        dataset=str(summary.get("dataset") or config.get("dataset")),
-        label_budget=int(summary.get("label_budget") or config.get("label_budget_count") or 0),
-        label_budget_requested=str(summary.get("label_budget_requested") or config.get("label_budget")),
-        batch_budget=batch_budget,
-        seed=int(summary.get("seed", config.get("seed", 0))),
-        top1=float(top1),
-        curve=curve or [(int(summary.get("steps") or batch_budget), float(top1))],
-        options=dict(config.get("selector_options") or {}),
-        ood=_ood_from_wandb(summary),
-        selection_seconds=float(summary.get("selection_seconds") or 0.0),
-        selection_forward_batches=float(summary.get("selection_forward_batches") or 0.0),
-        uses=list(uses) if uses is not None else None,
-        pool_size=int(summary["pool_size"]) if summary.get("pool_size") is not None else None,
-        source=source,
-    )
-
-
-def records_from_wandb(path: str, api: Any = None) -> list[Record]:
-    """Every finished vecaf-bench run of W&B project ENTITY/PROJECT, read through wandb.Api()."""
-    if path.count("/") != 1 or not all(path.split("/")):
-        raise UserError(f"--from-wandb expects ENTITY/PROJECT, got '{path}'.")
-    try:
-        import wandb
-
-        api = api or wandb.Api()
-        records = []
-        for run in api.runs(path):
-            if getattr(run, "job_type", "run") not in (None, "", "run"):
-                continue  # a leaderboard run, not a benchmark run
-            summary = {k: run.summary[k] for k in run.summary.keys()}
-            history = list(run.scan_history(keys=["train/step", "test/top1"]))
-            rec = record_from_wandb(summary, dict(run.config), history, source=f"wandb:{path}/{run.id}")
-            if rec is not None:
-                records.append(rec)
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(
-            f"could not read the W&B project '{path}' ({type(e).__name__}: {e}). Check the entity/project name and "
-            "that you are logged in (wandb login), or point the leaderboard at a results folder instead."
-        ) from None
-    return records
-
-
-def fill_uses(records: list[Record], plugins: Sequence[str] = ()) -> None:
-    """Runs read back from W&B carry no `uses`: take it from the selector plugin, when installed."""
-    missing = {r.selector for r in records if r.uses is None}
-    if not missing:
-        return
-    try:
-        from .pluginmanager import PluginHost
-
-        host = PluginHost(plugins)
-    except Exception:
-        return
-    known = {}
-    for name in missing:
-        if name in host.selectors():
-            known[name] = sorted(getattr(host.selectors().get(name).factory, "uses", ()) or ())
-    for r in records:
-        if r.uses is None and r.selector in known:
-            r.uses = known[r.selector]
+def recipe_side(method: Mapping[str, Any]) -> str:
+    return _key({k: v for k, v in method.items() if k not in SELECTOR_SIDE})
 
 
 # ---------------------------------------------------------------------------------------------
 # the board
 
 
-def t_halfwidth(values: Sequence[float], confidence: float = 0.95) -> float | None:
-    """Half-width of the Student-t confidence interval of the mean (n-1 dof); None for n < 2."""
-    n = len(values)
-    if n < 2:
-        return None
-    from scipy import stats
-
-    s = float(np.std(values, ddof=1))
-    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * s / math.sqrt(n))
-
-
-def mean_curve(records: Sequence[Record], common: bool = False) -> list[tuple[int, float, float | None, int]]:
-    """(step, mean top-1, CI half-width, n) per step; `common`: only steps every record has."""
-    steps: dict[int, list[float]] = {}
-    for r in records:
-        for s, v in r.curve:
-            steps.setdefault(s, []).append(v)
-    out = []
-    for s in sorted(steps):
-        vals = steps[s]
-        if common and len(vals) < len(records):
-            continue
-        out.append((s, float(np.mean(vals)), t_halfwidth(vals), len(vals)))
-    return out
+@dataclass
+class Target:
+    value: float
+    text: str  # the sentence the board states
+    curve: str  # val | test: what the target is read on
+    fraction: float | None = None
+    reference: str | None = None  # the method key of the full row it came from
+    reference_batches: int | None = None
+    reference_mean: float | None = None  # that row's mean best top-1
 
 
-def first_step_at(curve: Iterable[tuple[int, float]], target: float) -> int | None:
-    for step, top1 in sorted(curve):
-        if top1 >= target:
-            return step
-    return None
+@dataclass
+class Comparison:
+    """A row against another (random or the reference) over their shared seeds."""
+
+    against: str  # "random" | "reference"
+    name: str  # the other row's method key
+    final: Paired | None
+    best: Paired | None
 
 
 @dataclass
 class Row:
     dataset: str
     selector: str
+    name: str  # readable method key
     label_budget: int
     label_budget_requested: str
     batch_budget: int
+    batch_size: int | None
+    setting: dict[str, Any]
+    method: dict[str, Any]
     whole_pool: bool
-    seeds: list[int]
-    top1: list[float]
-    mean: float
-    ci: float | None
-    matched_step: int | None
-    matched_top1: float | None
-    target: float | None
-    batches_to_target: float | None
-    reached: int
-    speedup: float | None
-    ood: dict[str, float]
-    selection_seconds: float
-    selection_forward_batches: float
-    uses: list[str] | None
-    reference: bool
-    records: list[Record] = field(default_factory=list, repr=False)
+    records: list[Record] = field(repr=False)
+    expected_seeds: list[int] = field(default_factory=list)
+    curve_source: str = "test"
+    setting_note: str = ""  # the setting keys that set it apart from the dataset's other settings
+    # final and best
+    final: dict[int, float] = field(default_factory=dict)
+    best_test: dict[int, float] = field(default_factory=dict)
+    best_val: dict[int, float] = field(default_factory=dict)
+    best_step: dict[int, int] = field(default_factory=dict)
+    mean: float = 0.0
+    ci: float | None = None
+    best_mean: float | None = None
+    best_ci: float | None = None
+    best_final: bool = False  # bold: the highest final mean of its setting (complete rows only)
+    best_at_best: bool = False
+    # target
+    target: float | None = None
+    crossings: dict[int, float | None] = field(default_factory=dict)
+    batches_to_target: float | None = None
+    btt_ci: float | None = None
+    images_to_target: float | None = None
+    speedup: float | None = None
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    speedup_reference: str | None = None  # "full @150 batches"
+    reference: bool = False  # this row set its dataset's target
+    vs: dict[str, Comparison] = field(default_factory=dict)
+    # compute and the rest
+    train_select_images: float | None = None
+    train_images: float | None = None
+    selection_images: float | None = None
+    feature_images: float | None = None
+    feature_cached: bool | None = None
+    ood: dict[str, float] = field(default_factory=dict)
+    selection_seconds: float = 0.0
+    selection_forward_batches: float = 0.0
+    uses: list[str] | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.records]
 
     @property
     def n(self) -> int:
-        return len(self.seeds)
+        return len(self.records)
+
+    @property
+    def top1(self) -> list[float]:
+        return [r.top1 for r in self.records]
+
+    @property
+    def incomplete(self) -> bool:
+        return self.n < len(self.expected_seeds)
+
+    @property
+    def reached(self) -> int:
+        return sum(c is not None for c in self.crossings.values())
+
+    @property
+    def setting_key(self) -> str:
+        return _key(self.setting)
+
+    @property
+    def method_key(self) -> str:
+        return _key(self.method)
+
+    def decision_curves(self) -> list[list[tuple[int, float]]]:
+        return [r.val_curve if self.curve_source == "val" else r.curve for r in self.records]
+
+
+@dataclass
+class AubcRow:
+    dataset: str
+    batch_budget: int
+    name: str
+    budgets: list[int]
+    seeds: list[int]  # seeds present at every budget: the samples
+    expected_seeds: list[int]  # seeds present at any budget
+    per_seed: dict[int, float]
+    mean: float
+    ci: float | None
+
+    @property
+    def incomplete(self) -> bool:
+        return len(self.seeds) < len(self.expected_seeds)
 
 
 @dataclass
 class Board:
     rows: list[Row]
-    targets: dict[str, tuple[float, str]]  # dataset -> (target, where it came from)
-    matched_steps: dict[str, int | None]
-    reference_steps: dict[str, int | None]  # dataset -> full's batches to target
-    ood_names: list[str]
-    notes: list[str]
+    targets: dict[str, Target] = field(default_factory=dict)
+    curve_sources: dict[str, str] = field(default_factory=dict)  # dataset -> val | test
+    aubc: list[AubcRow] = field(default_factory=list)
+    ood_names: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reference: str = DEFAULT_REFERENCE
+    target_fraction: float = DEFAULT_TARGET_FRACTION
 
 
-def build_board(records: Sequence[Record], target: float | None = None) -> Board:
-    """Groups the records and computes every column (the rules are in the module docstring)."""
+def build_board(
+    records: Sequence[Record],
+    target: float | None = None,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+    reference: str = DEFAULT_REFERENCE,
+) -> Board:
+    """Groups the records into rows and computes every column (the rules are in the module docstring)."""
+    if not 0 < target_fraction <= 1:
+        raise UserError(f"--target-fraction must be in (0, 1], got {target_fraction}.")
     notes: list[str] = []
-    groups: dict[tuple[str, int, int, str], dict[int, Record]] = {}
+    groups, dupes = _group(records)
+    if dupes:
+        notes.append(f"{dupes} run(s) repeated a seed of their row; the newest summary of each seed was used.")
+    sources = _curve_sources(records)
+    rows = [_row(list(g.values()), sources[next(iter(g.values())).dataset]) for g in groups.values()]
+    _expected_seeds(rows)
+    _name_rows(rows)
+    targets = _targets(rows, target, target_fraction, sources)
+    for r in rows:
+        _to_target(r, targets.get(r.dataset))
+    for r in rows:
+        _speedup(r, rows, targets.get(r.dataset))
+        _paired(r, rows, reference)
+    _mark_best(rows)
+    ood_names = sorted({n for r in rows for rec in r.records for n in rec.ood})
+    rows.sort(key=lambda r: (r.dataset, r.label_budget, r.batch_budget, r.setting_note, r.whole_pool, -r.mean,
+                             r.name))
+    board = Board(rows, targets, sources, _aubc(rows), ood_names, notes, reference, target_fraction)
+    board.notes.extend(_notes(board, records))
+    return board
+
+
+def _group(records: Sequence[Record]) -> tuple[dict[tuple[str, str], dict[int, Record]], int]:
+    groups: dict[tuple[str, str], dict[int, Record]] = {}
     dupes = 0
     for r in sorted(records, key=lambda r: r.mtime):
-        key = (r.dataset, r.label_budget, r.batch_budget, r.name)
-        if r.seed in groups.setdefault(key, {}):
-            dupes += 1
-        groups[key][r.seed] = r  # the newest summary of a seed wins
-    if dupes:
-        notes.append(f"{dupes} run(s) repeated a seed of their group; the newest summary of each seed was used.")
+        g = groups.setdefault((_key(setting_of(r)), _key(method_identity(r))), {})
+        dupes += r.seed in g
+        g[r.seed] = r  # the newest summary of a seed wins
+    return {k: dict(sorted(g.items())) for k, g in groups.items()}, dupes
 
-    datasets = sorted({k[0] for k in groups})
-    matched: dict[str, int | None] = {}
-    for ds in datasets:
-        runs = [r for k, g in groups.items() if k[0] == ds for r in g.values()]
-        common = set.intersection(*(set(s for s, _ in r.curve) for r in runs)) if runs else set()
-        matched[ds] = max(common) if common else None
 
-    targets: dict[str, tuple[float, str]] = {}
-    reference: dict[str, list[Record]] = {}
-    ref_keys = set()
-    for ds in datasets:
-        fulls = [k for k in groups if k[0] == ds and any(r.whole_pool for r in groups[k].values())]
-        if fulls:
-            key = max(fulls, key=lambda k: k[2])  # the full group with the most batches
-            ref_keys.add(key)
-            reference[ds] = list(groups[key].values())
+def _curve_sources(records: Sequence[Record]) -> dict[str, str]:
+    """val when every run on the dataset has a validation curve, else test (for all of them)."""
+    out: dict[str, str] = {}
+    for r in records:
+        out[r.dataset] = "val" if out.get(r.dataset, "val") == "val" and r.has_val else "test"
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return float(np.mean(known)) if values and len(known) == len(values) else None
+
+
+def _row(recs: list[Record], source: str) -> Row:
+    first = recs[-1]
+    row = Row(dataset=first.dataset, selector=first.selector, name=first.selector, label_budget=first.label_budget,
+              label_budget_requested=recs[0].label_budget_requested, batch_budget=first.batch_budget,
+              batch_size=first.batch_size, setting=setting_of(first), method=method_identity(first),
+              whole_pool=first.whole_pool, records=recs, curve_source=source)
+    for r in recs:
+        row.final[r.seed] = r.top1
+        bp = bs.best_point(r.val_curve if source == "val" else r.curve, r.curve)
+        if bp is not None:
+            row.best_step[r.seed], row.best_val[r.seed] = bp[0], bp[1]
+            if bp[2] is not None:
+                row.best_test[r.seed] = bp[2]
+    row.mean, row.ci = bs.mean_ci(list(row.final.values()))  # type: ignore[assignment]
+    if len(row.best_test) == row.n:
+        row.best_mean, row.best_ci = bs.mean_ci(list(row.best_test.values()))
+    c = [r.compute for r in recs]
+    row.train_images = _mean([x.train_images for x in c])
+    row.selection_images = _mean([x.selection_images for x in c])
+    row.train_select_images = _mean([x.train_select_images for x in c])
+    row.feature_images = _mean([x.feature_images for x in c])
+    row.feature_cached = all(x.feature_cached for x in c) if all(x.feature_cached is not None for x in c) else None
+    row.ood = {n: float(np.mean([r.ood[n] for r in recs if n in r.ood]))
+               for n in sorted({n for r in recs for n in r.ood})}
+    row.selection_seconds = float(np.mean([r.selection_seconds for r in recs]))
+    row.selection_forward_batches = float(np.mean([r.selection_forward_batches for r in recs]))
+    row.uses = first.uses
+    return row
+
+
+def _expected_seeds(rows: list[Row]) -> None:
+    by_setting: dict[str, set[int]] = {}
+    for r in rows:
+        by_setting.setdefault(r.setting_key, set()).update(r.seeds)
+    for r in rows:
+        r.expected_seeds = sorted(by_setting[r.setting_key])
+
+
+# ---- names -----------------------------------------------------------------------------------
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, sort_keys=True, default=str, separators=(",", ":"))
+    return str(v)
+
+
+_ABSENT = "\0absent"
+
+
+def _common(maps: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """key -> the JSON of its strictly most common value over MAPS (absent counts as a value); a
+    key whose top values tie has no common value."""
+    out = {}
+    for k in sorted({k for m in maps for k in m}):
+        counts = Counter(_key({"v": m[k]}) if k in m else _ABSENT for m in maps).most_common()
+        if len(counts) == 1 or counts[0][1] > counts[1][1]:
+            out[k] = counts[0][0]
+    return out
+
+
+def _parts(method: Mapping[str, Any], common: Mapping[str, str], old: bool) -> list[str]:
+    """The `k=v` parts of a method key: selector options, then keys off the common value; a key
+    the row lacks is `k unset` (an old summary without `identity`: one 'identity: partial')."""
+    parts = [f"{k}={_value_text(v)}" for k, v in sorted((method.get("selector_options") or {}).items())]
+    unset = []
+    for k in sorted(set(method) | set(common)):
+        if k in ("selector", "selector_options", "label") or (k in ("recipe", "recipe_options") and k in method):
+            continue  # the recipe, when set, is shown in brackets
+        mine = _key({"v": method[k]}) if k in method else _ABSENT
+        if common.get(k, _ABSENT) == mine:
+            continue
+        if k in method:
+            parts.append(f"{k}={_value_text(method[k])}")
+        else:
+            unset.append(f"{k} unset")
+    if unset:
+        parts += ["identity: partial"] if old else unset
+    return parts
+
+
+def _recipe_text(method: Mapping[str, Any], common: Mapping[str, str]) -> str:
+    """' [recipe k=v]' when the recipe or its options differ from the common ones, else ''."""
+    recipe, options = method.get("recipe"), method.get("recipe_options") or {}
+    same = all(common.get(k, _ABSENT) == (_key({"v": method[k]}) if k in method else _ABSENT)
+               for k in ("recipe", "recipe_options"))
+    if same or (recipe is None and not options):
+        return ""
+    opts = " ".join(f"{k}={_value_text(v)}" for k, v in sorted(options.items()))
+    return f" [{recipe or '?'}{' ' + opts if opts else ''}]"
+
+
+def _name_rows(rows: list[Row]) -> None:
+    """Each row's readable method key (and setting note), unique within its setting."""
+    for ds in {r.dataset for r in rows}:
+        mine = [r for r in rows if r.dataset == ds]
+        common = _common([r.method for r in mine])
+        for r in mine:
+            label = r.records[-1].label
+            if label:
+                r.name = label
+                continue
+            parts = _parts(r.method, common, old=any(x.identity_source != "summary" for x in r.records))
+            r.name = r.selector + _recipe_text(r.method, common) + (f" {{{', '.join(parts)}}}" if parts else "")
+        setting_common = _common([{k: v for k, v in r.setting.items() if k in SETTING_KEYS} for r in mine])
+        for r in mine:
+            diff = [f"{k}={_value_text(v)}" for k, v in sorted(r.setting.items())
+                    if k in SETTING_KEYS and setting_common.get(k) != _key({"v": v})]
+            r.setting_note = f"{{{', '.join(diff)}}}" if diff else ""
+    _disambiguate(rows)
+
+
+def _disambiguate(rows: list[Row]) -> None:
+    clash: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        clash.setdefault((r.setting_key, r.name), []).append(r)
+    for same in clash.values():
+        if len(same) < 2:
+            continue
+        keys = sorted({k for r in same for k in r.method})
+        differ = [k for k in keys if len({_key({"v": r.method.get(k, _ABSENT)}) for r in same}) > 1]
+        for r in same:
+            r.name += " {" + ", ".join(f"{k}={_value_text(r.method.get(k, '-'))}" for k in differ) + "}"
+
+
+# ---- target, crossings, speed-up ---------------------------------------------------------------
+
+
+def _targets(rows: list[Row], target: float | None, fraction: float, sources: Mapping[str, str]) -> dict[str, Target]:
+    out: dict[str, Target] = {}
+    for ds in sorted({r.dataset for r in rows}):
+        curve = sources[ds]
         if target is not None:
-            targets[ds] = (float(target), "--target")
-        elif ds in reference:
-            recs = reference[ds]
-            what = f"{recs[0].selector}'s final mean over {len(recs)} seed(s)"
-            targets[ds] = (float(np.mean([r.top1 for r in recs])), what)
-    ref_steps: dict[str, int | None] = {}
-    for ds, recs in reference.items():
-        if ds in targets:
-            ref_steps[ds] = first_step_at([(s, m) for s, m, _, _ in mean_curve(recs, common=True)], targets[ds][0])
-
-    ood_names = sorted({n for g in groups.values() for r in g.values() for n in r.ood})
-    rows = []
-    for (ds, budget, batches, name), g in groups.items():
-        recs = [g[s] for s in sorted(g)]
-        top1 = [r.top1 for r in recs]
-        step = matched[ds]
-        at: list[float | None] = [dict(r.curve).get(step) for r in recs] if step is not None else []
-        tgt = targets.get(ds, (None, ""))[0]
-        is_ref = (ds, budget, batches, name) in ref_keys
-        btt: float | None = None
-        reached = 0
-        if tgt is not None:
-            hits = [first_step_at(r.curve, tgt) for r in recs]
-            reached = sum(h is not None for h in hits)
-            if is_ref:
-                ref = ref_steps.get(ds)
-                btt = float(ref) if ref is not None else None
-            elif reached == len(hits):
-                btt = float(np.mean([h for h in hits if h is not None]))
-        ref = ref_steps.get(ds)
-        speedup = ref / btt if (ref is not None and btt) else None
-        ood = {n: float(np.mean([r.ood[n] for r in recs if n in r.ood]))
-               for n in ood_names if any(n in r.ood for r in recs)}
-        uses = recs[-1].uses
-        rows.append(
-            Row(
-                dataset=ds,
-                selector=name,
-                label_budget=budget,
-                label_budget_requested=recs[0].label_budget_requested,
-                batch_budget=batches,
-                whole_pool=recs[0].whole_pool,
-                seeds=[r.seed for r in recs],
-                top1=top1,
-                mean=float(np.mean(top1)),
-                ci=t_halfwidth(top1),
-                matched_step=step,
-                matched_top1=float(np.mean([a for a in at if a is not None])) if at and None not in at else None,
-                target=tgt,
-                batches_to_target=btt,
-                reached=reached,
-                speedup=speedup,
-                ood=ood,
-                selection_seconds=float(np.mean([r.selection_seconds for r in recs])),
-                selection_forward_batches=float(np.mean([r.selection_forward_batches for r in recs])),
-                uses=uses,
-                reference=is_ref,
-                records=recs,
-            )
-        )
-    rows.sort(key=lambda r: (r.dataset, r.label_budget, r.batch_budget, -r.mean, r.selector))
-    return Board(rows, targets, matched, ref_steps, ood_names, notes)
+            out[ds] = Target(float(target), f"target {float(target):.2f} (--target, on the {curve} top-1)", curve)
+            continue
+        ref = _longest_full(rows, ds)
+        if ref is None:
+            continue
+        mean = float(np.mean(list(ref.best_val.values())))
+        ref.reference = True
+        text = (f"target {fraction * mean:.2f} = {fraction:g} x {ref.name}'s best {curve} top-1 at {ref.batch_budget} "
+                f"batches ({mean:.2f}, mean of {len(ref.best_val)} seed(s))")
+        out[ds] = Target(fraction * mean, text, curve, fraction, ref.name, ref.batch_budget, mean)
+    return out
 
 
-# ---------------------------------------------------------------------------------------------
-# rendering
+def _longest_full(rows: Sequence[Row], dataset: str) -> Row | None:
+    """The whole-pool row of DATASET at the longest batch budget full ran there (several: the one
+    with the highest mean best decision top-1)."""
+    fulls = [r for r in rows if r.dataset == dataset and r.whole_pool and r.best_val]
+    if not fulls:
+        return None
+    longest = max(r.batch_budget for r in fulls)
+    return max((r for r in fulls if r.batch_budget == longest),
+               key=lambda r: (float(np.mean(list(r.best_val.values()))), r.n, r.name))
 
 
-def _budget_text(r: Row) -> str:
+def _to_target(r: Row, target: Target | None) -> None:
+    if target is None:
+        return
+    r.target = target.value
+    r.crossings = {rec.seed: bs.first_crossing(c, target.value) for rec, c in zip(r.records, r.decision_curves(),
+                                                                               strict=True)}
+    if r.reached == r.n:
+        hits = [float(c) for c in r.crossings.values() if c is not None]
+        r.batches_to_target, r.btt_ci = bs.mean_ci(hits)
+        if r.batch_size is not None:
+            r.images_to_target = float(np.mean(hits)) * r.batch_size
+
+
+def _counterpart(r: Row, candidates: Sequence[Row]) -> Row | None:
+    """The canonical candidate for R: among those with R's recipe side (else among all), the most
+    seeds, then the fewest identity keys set (the plain config), then the name. None when that is
+    R itself: a row is never compared with itself, and every other row meets the same one."""
+    if not candidates:
+        return None
+    mine = recipe_side(r.method)
+    pool = [c for c in candidates if recipe_side(c.method) == mine] or list(candidates)
+    best = min(pool, key=lambda c: (-c.n, len(c.method), c.name))
+    return None if best is r else best
+
+
+def _full_for(r: Row, rows: Sequence[Row]) -> Row | None:
     if r.whole_pool:
-        return f"all ({r.label_budget})"
-    req = r.label_budget_requested
-    return f"{r.label_budget} ({req})" if req and req != str(r.label_budget) else str(r.label_budget)
+        return r
+    fulls = [f for f in rows if f.whole_pool and f.dataset == r.dataset and f.batch_budget == r.batch_budget]
+    if fulls:
+        return _counterpart(r, fulls)
+    return _longest_full(rows, r.dataset)
 
 
-def _btt_text(r: Row) -> str:
-    if r.target is None:
-        return "-"
-    if r.batches_to_target is not None:
-        return f"{r.batches_to_target:.0f}" + (" (mean curve)" if r.reference else "")
-    return f"not reached ({r.reached}/{r.n})"
+def _speedup(r: Row, rows: Sequence[Row], target: Target | None) -> None:
+    if target is None:
+        return
+    full = _full_for(r, rows)
+    if full is None:
+        return
+    r.speedup_reference = f"{full.name} @{full.batch_budget} batches"
+    if full.batches_to_target is None or r.batches_to_target is None:
+        return
+    if full is r:
+        r.speedup = 1.0
+        return
+    num = [float(c) for c in full.crossings.values() if c is not None]
+    den = [float(c) for c in r.crossings.values() if c is not None]
+    r.speedup, r.speedup_low, r.speedup_high = bs.ratio_ci(num, den)
 
 
-def _f(v: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if v is None else f"{v:.{digits}f}{suffix}"
+# ---- paired, best, AUBC ------------------------------------------------------------------------
 
 
-def _cells(r: Row, ood_names: list[str]) -> list[str]:
-    acc = f"{r.mean:.2f}" + (f" ± {r.ci:.2f}" if r.ci is not None else "")
-    matched = f"{r.matched_top1:.2f} @{r.matched_step}" if r.matched_top1 is not None else "-"
-    return [
-        r.dataset,
-        _budget_text(r),
-        str(r.batch_budget),
-        r.selector,
-        ", ".join(r.uses) if r.uses else ("features" if r.uses is not None else "?"),
-        str(r.n),
-        acc,
-        matched,
-        _btt_text(r),
-        _f(r.speedup, 2, "x"),
-        *[_f(r.ood.get(n)) for n in ood_names],
-        _f(r.selection_seconds),
-        f"{r.selection_forward_batches:.0f}",
-    ]
+def _paired(r: Row, rows: Sequence[Row], reference: str) -> None:
+    same_setting = [c for c in rows if c.setting_key == r.setting_key]
+    for role, selector in (("random", RANDOM), ("reference", reference)):
+        other = _counterpart(r, [c for c in same_setting if c.selector == selector])
+        if other is None:
+            continue
+        r.vs[role] = Comparison(role, other.name, bs.paired_difference(r.final, other.final),
+                                bs.paired_difference(r.best_test, other.best_test))
 
 
-def headers(board: Board) -> list[str]:
-    return [
-        "dataset",
-        "label budget",
-        "batches",
-        "selector",
-        "uses",
-        "n",
-        "top-1 (mean ± 95% CI)",
-        "top-1 @ matched batches",
-        "batches to target",
-        "speed-up vs full",
-        *[f"ood {n}" for n in board.ood_names],
-        "selection s",
-        "selection fwd batches",
-    ]
+def _mark_best(rows: Sequence[Row]) -> None:
+    """Bold the highest final mean and the highest test @ best val mean of each setting, among its
+    complete rows, where there are at least two."""
+    by_setting: dict[str, list[Row]] = {}
+    for r in rows:
+        if not r.incomplete:
+            by_setting.setdefault(r.setting_key, []).append(r)
+    for group in by_setting.values():
+        if len(group) < 2:
+            continue
+        top = max(r.mean for r in group)
+        for r in group:
+            r.best_final = r.mean == top
+        bests = [r.best_mean for r in group if r.best_mean is not None]
+        if len(bests) >= 2:
+            for r in group:
+                r.best_at_best = r.best_mean == max(bests)
 
 
-def footnotes(board: Board) -> list[str]:
-    lines = []
-    for ds in sorted(board.matched_steps):
-        t = board.targets.get(ds)
-        tt = f"target {t[0]:.2f}% ({t[1]})" if t else "no target (no full run; pass --target)"
-        ms = board.matched_steps[ds]
-        step = ms if ms is not None else "-"
-        lines.append(f"{ds}: {tt}; matched batches: step {step} (the last step every run reached)")
-    return lines + board.notes
+def _aubc(rows: Sequence[Row]) -> list[AubcRow]:
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        if r.whole_pool:
+            continue
+        rest = {k: v for k, v in r.setting.items() if k != "label_budget"}
+        groups.setdefault((_key(rest), r.method_key), []).append(r)
+    out = []
+    for members in groups.values():
+        budgets = sorted({m.label_budget for m in members})
+        if len(budgets) < 2:
+            continue
+        members.sort(key=lambda m: m.label_budget)
+        seeds = sorted(set.intersection(*(set(m.seeds) for m in members)))
+        expected = sorted(set.union(*(set(m.seeds) for m in members)))
+        per_seed = {s: bs.aubc([m.label_budget for m in members], [m.final[s] for m in members]) for s in seeds}
+        mean, ci = bs.mean_ci(list(per_seed.values()))
+        if mean is None:
+            continue
+        first = members[0]
+        out.append(AubcRow(first.dataset, first.batch_budget, first.name, budgets, seeds, expected, per_seed, mean,
+                           ci))
+    out.sort(key=lambda a: (a.dataset, a.batch_budget, -a.mean, a.name))
+    return out
 
 
-def _best(board: Board) -> set[int]:
-    """Row indices of the best mean per dataset x label budget x batch budget (cells of > 1 row)."""
-    best: dict[tuple[str, int, int], int] = {}
-    sizes: dict[tuple[str, int, int], int] = {}
-    for i, r in enumerate(board.rows):
-        key = (r.dataset, r.label_budget, r.batch_budget)
-        sizes[key] = sizes.get(key, 0) + 1
-        if key not in best or r.mean > board.rows[best[key]].mean:
-            best[key] = i
-    return {i for k, i in best.items() if sizes[k] > 1}
+# ---- notes -------------------------------------------------------------------------------------
 
 
-def to_markdown(board: Board) -> str:
-    head = headers(board)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    best = _best(board)
-    for i, r in enumerate(board.rows):
-        cells = _cells(r, board.ood_names)
-        if i in best:
-            cells[6] = f"**{cells[6]}**"
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"- {n}" for n in footnotes(board)]) + "\n"
+def _notes(board: Board, records: Sequence[Record]) -> list[str]:
+    notes = []
+    for ds, src in sorted(board.curve_sources.items()):
+        if src == "test":
+            lacking = sum(1 for r in records if r.dataset == ds and not r.has_val)
+            total = sum(1 for r in records if r.dataset == ds)
+            notes.append(f"{ds}: no validation split: targets read off the test split ({lacking} of {total} run(s) "
+                         "have no validation curve, so crossings and 'best' of every run on it use the test curve).")
+    incomplete = [r for r in board.rows if r.incomplete]
+    if incomplete:
+        notes.append(f"{len(incomplete)} row(s) miss seeds of their setting (shown as 'k/n seeds'): their numbers are "
+                     "over the seeds present, and they are never bolded.")
+    derived = sum(r.compute.derived for r in records)
+    if derived:
+        notes.append(f"{derived} run(s) predate summary 'compute': train images = steps x batch size, selection "
+                     "images <= forward batches x max(batch size, 64); '?' where even that is unknown.")
+    old = Counter(r.identity_source for r in records if r.identity_source in ("config.yaml", "partial"))
+    if old:
+        where = " and ".join(f"{n} from {'config.yaml' if k == 'config.yaml' else 'their own fields'}"
+                             for k, n in sorted(old.items()))
+        notes.append(f"{sum(old.values())} run(s) predate summary 'identity' ({where}): keys they lack count as "
+                     "absent, so they may form rows of their own.")
+    if any(r.identity_source == "wandb" for r in records):
+        notes.append("read from W&B: the method identity is each run's W&B config, and W&B keeps no summary "
+                     "'val'/'best'/'compute' (validation curves only where the history has them).")
+    return notes
 
 
-SHORT = {"label budget": "budget", "top-1 (mean ± 95% CI)": "top-1 ± 95% CI", "top-1 @ matched batches": "@ matched",
-         "batches to target": "to target", "speed-up vs full": "speed-up", "selection s": "sel. s",
-         "selection fwd batches": "sel. fwd"}
-
-
-def to_table(board: Board) -> Table:
-    """A rich table for the terminal: short headers, numbers never wrapped."""
-    table = Table(title="vecaf-bench leaderboard", title_justify="left", caption="\n".join(footnotes(board)),
-                  caption_justify="left", pad_edge=False)
-    for h in headers(board):
-        wraps = h in ("selector", "uses", "batches to target") or h.startswith("ood ")
-        table.add_column(SHORT.get(h, h), overflow="fold", no_wrap=not wraps)
-    best = _best(board)
-    for i, r in enumerate(board.rows):
-        cells = _cells(r, board.ood_names)
-        if i in best:
-            cells[6] = f"[bold green]{cells[6]}[/]"
-        table.add_row(*cells)
-    return table
-
-
-def records_table(board: Board) -> tuple[list[str], list[list[Any]]]:
-    """Machine-readable columns and rows (csv, json, the W&B table)."""
-    cols = ["dataset", "selector", "label_budget", "label_budget_requested", "batch_budget", "n", "seeds",
-            "mean_top1", "ci95", "matched_step", "matched_top1", "target", "batches_to_target", "reached",
-            "speedup", *[f"ood_{n}" for n in board.ood_names], "selection_seconds", "selection_forward_batches",
-            "uses", "reference"]
-    rows = []
-    for r in board.rows:
-        rows.append([
-            r.dataset, r.selector, r.label_budget, r.label_budget_requested, r.batch_budget, r.n,
-            " ".join(map(str, r.seeds)), r.mean, r.ci, r.matched_step, r.matched_top1, r.target,
-            r.batches_to_target, r.reached, r.speedup, *[r.ood.get(n) for n in board.ood_names],
-            r.selection_seconds, r.selection_forward_batches,
-            (" ".join(r.uses) or "features") if r.uses is not None else None, r.reference,
-        ])
-    return cols, rows
-
-
-def to_csv(board: Board) -> str:
-    cols, rows = records_table(board)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(cols)
-    for row in rows:
-        w.writerow(["" if v is None else v for v in row])
-    return buf.getvalue()
-
-
-def to_json(board: Board) -> str:
-    cols, rows = records_table(board)
-    return json.dumps(
-        {
-            "targets": {ds: {"top1": t, "source": src} for ds, (t, src) in board.targets.items()},
-            "matched_steps": board.matched_steps,
-            "reference_batches_to_target": board.reference_steps,
-            "notes": board.notes,
-            "rows": [dict(zip(cols, row, strict=True)) for row in rows],
-        },
-        indent=2,
-    ) + "\n"
-
-
-def render(board: Board, fmt: str) -> str | Table:
-    if fmt == "table":
-        return to_table(board)
-    if fmt == "markdown":
-        return to_markdown(board)
-    if fmt == "csv":
-        return to_csv(board)
-    if fmt == "json":
-        return to_json(board)
-    from .errors import did_you_mean
-
-    raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}.{did_you_mean(fmt, FORMATS)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# W&B
-
-
-def log_to_wandb(
-    board: Board,
-    plots: Sequence[Path],
-    mode: str,
-    directory: str | Path,
-    project: str = "vecaf-bench",
-    entity: str | None = None,
-    name: str = "leaderboard",
-    source: str = "",
-) -> Any:
-    """The leaderboard as a wandb.Table and the plots as wandb.Image in a run of job type 'leaderboard'."""
-    if mode not in ("online", "offline"):
-        from .errors import did_you_mean
-
-        hint = did_you_mean(mode, ["online", "offline"])
-        raise UserError(f"--wandb-mode must be online or offline, got '{mode}'.{hint}")
-    import wandb
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    cols, rows = records_table(board)
-    try:
-        run = wandb.init(
-            project=project,
-            entity=entity,
-            job_type="leaderboard",
-            name=name,
-            dir=str(directory),
-            mode=mode,  # type: ignore[arg-type]
-            config={"source": source, "targets": {ds: t for ds, (t, _) in board.targets.items()},
-                    "matched_steps": board.matched_steps},
-        )
-    except Exception as e:
-        raise UserError(
-            f"W&B could not start in mode '{mode}' ({type(e).__name__}: {e}). Log in with `wandb login`, or use "
-            "--wandb-mode offline."
-        ) from None
-    data = [[v if not isinstance(v, bool) else str(v) for v in row] for row in rows]
-    payload: dict[str, Any] = {"leaderboard": wandb.Table(columns=list[str | int](cols), data=data)}
-    for p in plots:
-        payload[f"plots/{Path(p).stem}"] = wandb.Image(str(p))
-    run.log(payload)
-    run.summary.update({"groups": len(board.rows), "runs": sum(r.n for r in board.rows)})
-    run.finish()
-    return run
+from .board_render import (  # noqa: E402,F401  (re-exported; board_render needs the classes above)
+    FORMATS,
+    check_format,
+    headers,
+    log_to_wandb,
+    records_table,
+    render,
+    to_csv,
+    to_json,
+    to_markdown,
+    to_table,
+)

@@ -197,8 +197,8 @@ class PluginHost:
 
     # -- before a run -------------------------------------------------------------------------------
     def check_run_names(self, cfg: RunConfig) -> None:
-        """Every plugin name CFG gives (selector, cold_start, backbone family, text encoder, trackers,
-        shifts, dataset), looked up in the order the run uses them, so that a misspelled name is refused with
+        """Every plugin name CFG gives (selector, cold_start, backbone family, recipe, text encoder,
+        trackers, shifts, dataset), looked up in the order the run uses them, so that a misspelled name is refused with
         its closest match before the run imports torch and timm (seconds). What only the plugin can
         check (the model after `timm:`, a dataset folder's contents) is checked when it is made."""
         from .shifts import parse_shift
@@ -209,6 +209,7 @@ class PluginHost:
             self.selectors().get(cfg.cold_start, hint=hint)
         family, sep, _ = cfg.backbone.partition(":")
         self.backbones().get(family if sep else "timm")  # a bare model name is timm's
+        self.recipes().get(cfg.recipe, hint="It is recipe's value (--set recipe=...).")
         if cfg.text_encoder != "auto":  # looked up only by selectors that read text, so named here
             self.text_encoders().get(
                 cfg.text_encoder.partition(":")[0], hint="It is text_encoder's value (--set text_encoder=...)."
@@ -232,6 +233,9 @@ class PluginHost:
 
     def backbones(self) -> Registry:
         return self.registries["backbones"]
+
+    def recipes(self) -> Registry:
+        return self.registries["recipes"]
 
     def datasets(self) -> Registry:
         return self.registries["datasets"]

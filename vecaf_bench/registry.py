@@ -14,10 +14,11 @@ from typing import Any
 
 from .errors import PluginError, did_you_mean, unknown
 
-KINDS = ("selectors", "backbones", "datasets", "text_encoders", "shifts", "trackers")
+KINDS = ("selectors", "backbones", "recipes", "datasets", "text_encoders", "shifts", "trackers")
 _SINGULAR = {
     "selectors": "selector",
     "backbones": "backbone",
+    "recipes": "recipe",
     "datasets": "dataset",
     "trackers": "tracker",
     "text_encoders": "text encoder",
@@ -27,11 +28,16 @@ _SINGULAR = {
 _CALLED_AS = {
     "selectors": "factory(**options) -> Selector",
     "backbones": "factory(model_name, weights=...) -> Backbone",
+    "recipes": "factory(request: RecipeRequest, **options) -> Recipe",
     "datasets": "factory(request: DatasetRequest) -> DatasetSplits",
     "text_encoders": "factory() or factory(model[, pretrained]) -> TextEncoder",
     "shifts": "factory(request: ShiftRequest) -> [OODSplit, ...]",
     "trackers": "factory(config, run_dir) -> an object with life-cycle hooks",
 }
+
+
+#: What the runner calls on a recipe (a class registered as a recipe factory is checked for them).
+RECIPE_METHODS = ("train_round", "state_dict", "restore")
 
 
 def singular(kind: str) -> str:
@@ -124,6 +130,14 @@ def factory_problem(kind: str, factory: Any) -> str | None:
     """What `factory` breaks of its kind's contract (a phrase that follows its name), or None."""
     if kind == "selectors":
         return selector_problem(factory)
+    if kind == "recipes" and inspect.isclass(factory):  # a function is opaque until it is called
+        missing = [m for m in RECIPE_METHODS if not callable(getattr(factory, m, None))]
+        if missing:
+            return (
+                f"has no {', '.join(missing)} method{'s' if len(missing) > 1 else ''}; a recipe "
+                "(vecaf_bench.api.Recipe) defines train_round(...), state_dict() and restore(ckpt), and the "
+                "properties step and train_images"
+            )
     if not callable(factory):
         return (
             f"is {type(factory).__name__} {factory!r}, not callable: a {singular(kind)} factory is called as "

@@ -28,9 +28,12 @@ A suite YAML (see `benchmarks/*.yaml`)::
     seeds: [0, 1, 2]             # required (unless every dataset gives its own)
     batch_budgets: [150]         # optional: default base.batch_budget, else the run default (150)
     shifts: [corruption:fog:3]   # optional: a list for every dataset, or {dataset: [shifts]}
+    recipes: [finetune, linear-probe]   # optional: the finetuning recipe as a grid axis (names, or
+                                 # - name: lp-ft / recipe_options: {probe_fraction: 0.3}); run ids then
+                                 # end in -<recipe>-s<seed>. Without it every run uses base's recipe.
 
 A selector that takes the whole pool (`full`, the reference curve) runs once per dataset x batch
-budget x seed, not once per label budget. Every run's config goes through the same validation as
+budget x recipe x seed, not once per label budget. Every run's config goes through the same validation as
 `vecaf-bench run --config`, so an unknown key gets the same message (with the closest valid key).
 
 Matching is checked before anything runs: within a cell (dataset x label budget x batch budget,
@@ -59,8 +62,8 @@ checks and plans a suite; `suite_exec` runs it.
 `--set KEY=VALUE` applies to every run, after the base, dataset and selector entries (an error
 names `--set` as the key's source). On a grid key it replaces that axis (`--set seed=3`,
 `--set dataset=digits`, `--set label_budget=[5, 10]`, `--set batch_budget=50`, `--set
-selector=random`, `--set shifts=[]`; the suite keys' plural names work too), and the suite says what
-each such flag replaced ("--set seed=3 replaces the grid axis seed [0, 1, 2]").
+selector=random`, `--set shifts=[]`, `--set recipe=linear-probe`; the suite keys' plural names work
+too), and the suite says what each such flag replaced ("--set seed=3 replaces the grid axis seed [0, 1, 2]").
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ from .errors import UserError, did_you_mean
 from .results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
-    "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts"
+    "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts",
+    "recipes",
 )
 # keys the grid sets for each run: refused under base / a selector / a dataset
 GRID_KEYS = ("selector", "dataset", "label_budget", "seed", "run_name")
@@ -135,6 +139,7 @@ class GridPoint:
     label: str  # the selector entry's label (its name unless given)
     seed: int
     whole_pool: bool = False
+    recipe: str | None = None  # the suite's recipes axis; None: the suite has none (the config's recipe)
 
 
 @dataclass
@@ -166,7 +171,8 @@ def sanitize(text: str) -> str:
 def run_id_for(suite: str, point: GridPoint) -> str:
     data = sanitize(Path(point.dataset).name or point.dataset)
     budget = "all" if point.whole_pool else sanitize(str(point.label_budget))
-    return f"{sanitize(suite)}-{data}-{budget}-b{point.batch_budget}-{sanitize(point.label)}-s{point.seed}"
+    recipe = f"-{sanitize(point.recipe)}" if point.recipe else ""
+    return f"{sanitize(suite)}-{data}-{budget}-b{point.batch_budget}-{sanitize(point.label)}{recipe}-s{point.seed}"
 
 
 def load_suite(
@@ -191,10 +197,12 @@ def load_suite(
 
 
 def check_options(suite: Suite) -> None:
-    """Each run's selector options checked against its selector before any run starts: a typo or a
-    wrong type in `selector_options` (the suite file's or --set's) would otherwise fail every run of
-    that selector, one after the other, after their features were extracted."""
+    """Each run's selector options checked against its selector (and its recipe's options against
+    its recipe) before any run starts: a typo or a wrong type in `selector_options` (the suite
+    file's or --set's) would otherwise fail every run of that selector, one after the other, after
+    their features were extracted."""
     from .pluginmanager import PluginHost
+    from .run.recipes import check_recipe_options
     from .run.selection_round import check_selector_options
 
     hosts: dict[tuple[str, ...], PluginHost] = {}
@@ -213,6 +221,13 @@ def check_options(suite: Suite) -> None:
                 f"suite '{suite.source}', run {run.run_id}: {e} An option for one selector goes on its entry: "
                 f"selectors: [{{name: {cfg.selector}, selector_options: {{KEY: VALUE}}}}]."
             ) from None
+        recipe_key = json.dumps(["recipe", cfg.recipe, cfg.recipe_options, cfg.plugins], sort_keys=True, default=str)
+        if recipe_key not in seen:
+            seen.add(recipe_key)
+            try:
+                check_recipe_options(host, cfg.recipe, cfg.recipe_options)
+            except UserError as e:
+                raise UserError(f"suite '{suite.source}', run {run.run_id}: {e}") from None
 
 
 def _as_list(value: Any, key: str, source: str) -> list[Any]:
@@ -308,6 +323,25 @@ def _entries(value: Any, key: str, source: str) -> list[tuple[str, dict[str, Any
     return out
 
 
+def _recipes(value: Any, source: str) -> list[tuple[str, dict[str, Any]]] | None:
+    """The recipes axis: names, or mappings with name and recipe_options; None when absent."""
+    if value is None:
+        return None
+    out = []
+    for name, opts in _entries(value, "recipes", source):
+        extra = sorted(set(opts) - {"recipe_options"})
+        if extra:
+            raise UserError(f"recipe '{name}' in suite {source} has key '{extra[0]}'; an entry of 'recipes' takes "
+                            "only name and recipe_options.")
+        ropts = opts.get("recipe_options") or {}
+        if not isinstance(ropts, Mapping):
+            raise UserError(f"recipe_options of recipe '{name}' in suite {source} must be a mapping, got {ropts!r}.")
+        out.append((name, dict(ropts)))
+    if len({n for n, _ in out}) != len(out):
+        raise UserError(f"suite {source} lists a recipe twice under 'recipes': {[n for n, _ in out]}.")
+    return out
+
+
 def _budgets(values: list[Any], where: str) -> list[str]:
     out: list[str] = []
     for v in values:
@@ -332,7 +366,8 @@ def _ints(values: list[Any], key: str, where: str) -> list[int]:
 # --set KEY=VALUE on a grid key replaces that axis of the grid (singular: the run config key; plural: the suite key)
 SET_AXES = {"selector": "selectors", "selectors": "selectors", "dataset": "datasets", "datasets": "datasets",
             "label_budget": "label_budgets", "label_budgets": "label_budgets", "seed": "seeds", "seeds": "seeds",
-            "batch_budget": "batch_budgets", "batch_budgets": "batch_budgets", "shifts": "shifts"}
+            "batch_budget": "batch_budgets", "batch_budgets": "batch_budgets", "shifts": "shifts",
+            "recipe": "recipes", "recipes": "recipes"}
 
 
 def _text(values: Any) -> str:
@@ -347,6 +382,9 @@ def _old_axis(data: Mapping[str, Any], axis: str, base: Mapping[str, Any], sourc
     top = data.get(axis)
     if axis == "batch_budgets" and not top:
         top = [base.get("batch_budget", RunConfig().batch_budget)]
+    if axis == "recipes":
+        names = [n for n, _ in _entries(top, axis, source)] if top else [base.get("recipe", "finetune")]
+        return _text(names)
     per: dict[str, str] = {}
     for ds, opts in _entries(data.get("datasets"), "datasets", source):
         own = opts.get(axis)
@@ -393,6 +431,8 @@ def _set_axes(data: Mapping[str, Any], given: dict[str, Any], base: dict[str, An
             ]
             if axis == "batch_budgets":
                 base.pop("batch_budget", None)
+        if axis == "recipes":
+            base.pop("recipe", None)
         shown = _text(values) if isinstance(raw, list) else str(raw)
         if old != _text(values):
             notes.append(f"--set {key}={shown} replaces the grid axis {key} {old}")
@@ -485,6 +525,12 @@ def expand_suite(
         default_batch if default_batch is not None else RunConfig().batch_budget
     ]
     top_shifts = data.get("shifts")
+    recipes = _recipes(data.get("recipes"), source)
+    if recipes is not None:
+        for key in ("recipe", "recipe_options"):
+            if key in base:
+                raise UserError(f"'{key}' under 'base' in {source}: the suite's 'recipes' axis sets it for every "
+                                "run; give the recipe's options in its entry (- name: lp-ft, recipe_options: {...}).")
 
     sel_specs = []
     labels_seen: dict[str, str] = {}
@@ -504,6 +550,9 @@ def expand_suite(
                 f"(e.g. label: {sel}-variant) so that their runs get different ids."
             )
         labels_seen[label] = sel
+        if recipes is not None and ("recipe" in opts or "recipe_options" in opts):
+            raise UserError(f"'recipe' {where}: the suite's 'recipes' axis sets every run's recipe; drop the key, or "
+                            "drop the axis and give each selector entry its own recipe.")
         notes += _overridden(given, opts, f"under selector '{label}'")
         sel_specs.append((sel, label, opts, whole_pool(sel)))
 
@@ -529,34 +578,40 @@ def expand_suite(
             raise UserError(f"suite {source} gives no seeds for dataset '{ds}': add 'seeds: [0, 1, 2]' (or "
                             "--set seed=0).")
         shifts = _shifts_for(ds, ds_opts.pop("shifts", None), top_shifts, source)
-        for batch in batches:
-            for sel, label, sel_opts, whole in sel_specs:
-                for budget in (["all"] if whole else budgets):
-                    for seed in seeds:
-                        point = GridPoint(ds, budget, batch, sel, label, seed, whole)
-                        rid = run_id_for(name, point)
-                        grid: dict[str, Any] = dict(
-                            selector=sel,
-                            dataset=ds,
-                            label_budget="100%" if whole else budget,
-                            batch_budget=batch,
-                            seed=seed,
-                            out=str(suite_dir),
-                            run_name=rid,
-                        )
-                        if label != sel:  # the board's name for this method
-                            grid["label"] = label
-                        if shifts is not None:
-                            grid["shifts"] = shifts
-                        cfg = _layered_config([
-                            ({"wandb_group": name}, "the suite's name"),
-                            (base, f"under 'base' in {source}"),
-                            (_merge(ds_opts), f"under dataset '{ds}' in {source}"),
-                            (_merge(sel_opts), f"under selector '{label}' in {source}"),
-                            (given, "--set"),
-                            (grid, f"the grid of suite {source}"),
-                        ])
-                        runs.append(SuiteRun(rid, point, cfg))
+        axis: list[tuple[str | None, dict[str, Any]]] = list(recipes) if recipes is not None else [(None, {})]
+        for batch, (recipe, recipe_opts), (sel, label, sel_opts, whole) in (
+            (b, r, s) for b in batches for r in axis for s in sel_specs
+        ):
+            for budget in (["all"] if whole else budgets):
+                for seed in seeds:
+                    point = GridPoint(ds, budget, batch, sel, label, seed, whole, recipe)
+                    rid = run_id_for(name, point)
+                    grid: dict[str, Any] = dict(
+                        selector=sel,
+                        dataset=ds,
+                        label_budget="100%" if whole else budget,
+                        batch_budget=batch,
+                        seed=seed,
+                        out=str(suite_dir),
+                        run_name=rid,
+                    )
+                    if label != sel:  # the board's name for this method
+                        grid["label"] = label
+                    if recipe is not None:
+                        grid["recipe"] = recipe
+                        if recipe_opts:
+                            grid["recipe_options"] = recipe_opts
+                    if shifts is not None:
+                        grid["shifts"] = shifts
+                    cfg = _layered_config([
+                        ({"wandb_group": name}, "the suite's name"),
+                        (base, f"under 'base' in {source}"),
+                        (_merge(ds_opts), f"under dataset '{ds}' in {source}"),
+                        (_merge(sel_opts), f"under selector '{label}' in {source}"),
+                        (given, "--set"),
+                        (grid, f"the grid of suite {source}"),
+                    ])
+                    runs.append(SuiteRun(rid, point, cfg))
     ids = [r.run_id for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:

@@ -50,6 +50,7 @@ from .plugins import (
     Tracker,
     TrackerFactory,
 )
+from .recipe import Recipe, RecipeFactory, RecipeRequest
 from .records import EvalPoint, RoundRecord, RunInfo, TextFeatures
 from .selector import (
     OUTPUTS,
@@ -83,6 +84,14 @@ _LAZY = {
     "report_corrupt": "vecaf_bench.datastore",
     "split_index": "vecaf_bench.datastore",
     "subfolders": "vecaf_bench.datastore",
+    # building blocks of finetuning recipes (they import torch and timm)
+    "FinetuneTrainer": "vecaf_bench.run.training",
+    "StepState": "vecaf_bench.train",
+    "batch_plan": "vecaf_bench.train",
+    "build_criterion": "vecaf_bench.train",
+    "build_optimizer": "vecaf_bench.train",
+    "train_steps": "vecaf_bench.train",
+    "set_rng_state": "vecaf_bench.seeding",
 }
 
 
@@ -120,6 +129,9 @@ __all__ = [
     "Picks",
     "PluginError",
     "PoolOutputs",
+    "Recipe",
+    "RecipeFactory",
+    "RecipeRequest",
     "RelabeledImages",
     "RoundRecord",
     "RunInfo",

@@ -41,10 +41,10 @@ from .evaluation import Evaluator
 from .features import pool_features
 from .outputs import outputs_provider
 from .rank import NoHooks, Rank
+from .recipes import Trainer, make_trainer
 from .selection_round import SelectorSlot, build_context, make_selector, run_selection
 from .setup import check_batch_norm, load_dataset, make_run_dir, parse_backbone
 from .summary import build_summary
-from .training import Trainer
 
 
 class _Stop(Exception):
@@ -353,11 +353,17 @@ class Runner:
         run.b_split = [run.info.label_budget] + [0] * (cfg.rounds - 1) if whole else split_evenly(
             run.info.label_budget, cfg.rounds
         )
-        trainer = Trainer(cfg, model, run.device, self.rank)
+        trainer = make_trainer(self.host, cfg, model, run.backbone, run.device, self.rank, feats)
         ood_every = cfg.eval_every if cfg.ood_eval_every is None else cfg.ood_eval_every
         evaluator = Evaluator(
             model, splits.test, run.ood, t_eval, normalize, eval_bs, cfg.train.num_workers, ood_every, cfg.batch_budget,
             val=splits.val,
+            features_of=None if self.rank.active else lambda source: pool_features(
+                backbone=run.backbone, model=model, pool=source, transform=t_eval, normalize=normalize,
+                input_size=dcfg["input_size"], batch_size=eval_bs, num_workers=cfg.train.num_workers,
+                cache_dir=cfg.cache_dir, rank=self.rank, console=self.console,
+            )[0],
+            head_of=getattr(trainer, "feature_head", None),
         )
         run.trainer, run.evaluator = trainer, evaluator
         if run.ckpt is not None:

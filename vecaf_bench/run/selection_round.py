@@ -120,7 +120,9 @@ def _expected(param: inspect.Parameter, namespace: dict[str, Any]) -> Any:
     return None if annotation is Any else annotation
 
 
-def _typed_options(name: str, factory: Any, options: dict[str, Any], flag: str) -> dict[str, Any]:
+def _typed_options(
+    name: str, factory: Any, options: dict[str, Any], flag: str, kind: str = "selector", skip_first: bool = False
+) -> dict[str, Any]:
     """OPTIONS checked against the selector's declared types and converted to them (`tau: 0.1` from YAML as
     text becomes 0.1), in this one place rather than in each selector: a wrong type would otherwise surface
     as whatever the selector's first comparison raises ("'<=' not supported between 'str' and 'int'")."""
@@ -129,11 +131,13 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any], flag: str) 
     from ..errors import did_you_mean
 
     params, complete = _option_params(factory)
+    if skip_first and params:  # a recipe factory's first parameter is its RecipeRequest, not an option
+        params.pop(next(iter(params)))
     bad = [k for k in options if k not in params]
     if bad and complete:
         accepted = list(params)
         raise UserError(
-            f"selector '{name}' does not take option(s) {', '.join(map(repr, bad))} "
+            f"{kind} '{name}' does not take option(s) {', '.join(map(repr, bad))} "
             f"({flag}{bad[0]}=...).{did_you_mean(bad[0], accepted)} "
             f"It accepts: {', '.join(accepted) or 'no options'}."
         )
@@ -155,8 +159,8 @@ def _typed_options(name: str, factory: Any, options: dict[str, Any], flag: str) 
         except (ValidationError, ValueError):
             default = "" if param.default is inspect.Parameter.empty else f"; its default is {param.default!r}"
             raise UserError(
-                f"selector '{name}' option '{key}' must be {_type_words(expected)}, got {value!r} "
-                f"({flag}{key}=...){default}. Fix the value (the selector checks its range) "
+                f"{kind} '{name}' option '{key}' must be {_type_words(expected)}, got {value!r} "
+                f"({flag}{key}=...){default}. Fix the value (the {kind} checks its range) "
                 "and run again."
             ) from None
         except Exception:  # an annotation pydantic cannot check (a plugin's own class): the selector decides

@@ -34,6 +34,8 @@ def build_summary(
         "run_id": info.run_id,
         "status": "finished",
         "selector": cfg.selector,
+        "recipe": cfg.recipe,
+        "recipe_options": dict(cfg.recipe_options),
         "uses": info.uses,
         "capabilities": capabilities,
         "dataset": cfg.dataset,

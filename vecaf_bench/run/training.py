@@ -1,9 +1,13 @@
 """Stage 3: finetuning, one round's share of the batch budget at a time.
 
-One optimizer and one cosine schedule span the whole batch budget whatever the number of
-rounds, so every selector trains under the same learning-rate curve. Under torchrun the DDP
-wrapper trains (gradients averaged over the ranks); evaluation, features and selection use the
-bare model, whose forward does not wait for the other ranks.
+`FinetuneTrainer` is the `finetune` recipe (vecaf_bench_plugins.recipes.finetune): the whole
+model trains on the round's images. The other recipes are plugins too; `vecaf_bench.run.recipes`
+builds the one the config names.
+
+One optimizer and one cosine schedule span the whole batch budget whatever the number of rounds,
+so every selector trains under the same learning-rate curve. Under torchrun the DDP wrapper
+trains (gradients averaged over the ranks); evaluation, features and selection use the bare
+model, whose forward does not wait for the other ranks.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from ..transforms import Normalize
 from .rank import Rank
 
 
-class Trainer:
+class FinetuneTrainer:
+    """The `finetune` recipe: every parameter trains, one optimizer step per row of the batch plan."""
+
     def __init__(self, cfg: RunConfig, model: torch.nn.Module, device: torch.device, rank: Rank) -> None:
         self.cfg = cfg
         self.model = model
@@ -38,6 +44,16 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.state.global_step
+
+    @property
+    def train_images(self) -> int:
+        """Image-passes through the backbone for training: every step passes a batch of batch_size."""
+        return self.step * self.cfg.batch_size
+
+    @property
+    def head_rows(self) -> int:
+        """Rows of cached features the head trained on alone: none."""
+        return 0
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
@@ -82,3 +98,6 @@ class Trainer:
             after_step,
             augment_seed=cfg.seed if cfg.train.augment else None,
         )
+
+
+Trainer = FinetuneTrainer  # its name before recipes were plugins

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from . import plugins, selectors
+from . import plugins, recipes, selectors
 from .plugins import *  # noqa: F403
+from .recipes import *  # noqa: F403
 from .selectors import *  # noqa: F403
 
-__all__ = [*selectors.__all__, *plugins.__all__]
+__all__ = [*selectors.__all__, *plugins.__all__, *recipes.__all__]

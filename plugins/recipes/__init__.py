@@ -1,0 +1,1 @@
+"""Built-in finetuning recipes (finetune, linear-probe, knn, lp-ft), one module each."""
