@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,17 +56,24 @@ def _features(tmp_path, cache: str) -> np.ndarray:
     return np.load(feats[0])
 
 
-def test_two_processes_make_the_same_run_as_one(tmp_path):
-    one = _run(tmp_path, "one", 1, "cache1")
-    assert one.returncode == 0, one.stderr[-3000:]
+@pytest.fixture(scope="module")
+def one(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one-process run, made once: its folder holds `one/out` and the feature cache `cache1`."""
+    base = tmp_path_factory.mktemp("ddp-one")
+    r = _run(base, "one", 1, "cache1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return base
+
+
+def test_two_processes_make_the_same_run_as_one(tmp_path, one):
     two = _run(tmp_path, "two", 2, "cache2")
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("vecaf-bench run ") == 1, "rank 0 alone prints the summary"
     assert two.stderr.count("features: extracted") == 1, "rank 0 alone logs"
-    s1, sel1 = _results(tmp_path, "one")
+    s1, sel1 = _results(one, "one")
     s2, sel2 = _results(tmp_path, "two")
     assert s1["world_size"] == 1 and s2["world_size"] == 2
-    np.testing.assert_allclose(_features(tmp_path, "cache2"), _features(tmp_path, "cache1"), rtol=1e-5, atol=1e-6,
+    np.testing.assert_allclose(_features(tmp_path, "cache2"), _features(one, "cache1"), rtol=1e-5, atol=1e-6,
                                err_msg="features embedded in shards come back in pool order")
     assert sel2 == sel1, "the same selection"
     assert s2["steps"] == s1["steps"] == 6, "a step is one global batch on 1 or 2 processes"
@@ -75,12 +83,6 @@ def test_two_processes_make_the_same_run_as_one(tmp_path):
     assert [p["top1"] for p in s2["curve"]] == pytest.approx([p["top1"] for p in s1["curve"]], abs=0.5)
     assert [p["loss"] for p in s2["curve"]] == pytest.approx([p["loss"] for p in s1["curve"]], rel=1e-3)
     assert [p["train_loss"] for p in s2["curve"]] == pytest.approx([p["train_loss"] for p in s1["curve"]], rel=1e-3)
-
-    again = _run(tmp_path, "again", 2, "cache1")  # two processes on the cache one process wrote
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("features: reused cache") == 1
-    s3, sel3 = _results(tmp_path, "again")
-    assert sel3 == sel1 and s3["features"]["cached"] and s3["world_size"] == 2
 
 
 BROKEN = '''
@@ -99,14 +101,16 @@ def vecaf_bench_add_selectors():
 '''
 
 
-def test_an_error_on_one_rank_stops_every_rank(tmp_path):
+def test_an_error_on_one_rank_stops_every_rank(tmp_path, one):
     """Rank 0's selector fails while rank 1 waits for the picks: rank 0 names the error, rank 1 says
-    in a line that a peer stopped, and torchrun ends with a failure instead of waiting forever."""
+    in a line that a peer stopped, and torchrun ends with a failure instead of waiting forever.
+    The two processes read the feature cache one process wrote (rank 0 alone reads and says so)."""
     (tmp_path / "broken_ddp_selectors.py").write_text(BROKEN)
     t0 = time.time()
-    r = _run(tmp_path, "broken", 2, "cache", "--plugin", "broken_ddp_selectors", "--selector", "dupes")
+    r = _run(tmp_path, "broken", 2, str(one / "cache1"), "--plugin", "broken_ddp_selectors", "--selector", "dupes")
     assert r.returncode != 0
     assert time.time() - t0 < 120
+    assert r.stderr.count("features: reused cache") == 1, r.stderr[-3000:]
     assert r.stderr.count("selector 'dupes' broke the selector contract") == 1, r.stderr[-3000:]
     assert "process 1 of 2: a collective with the other processes failed" in r.stderr
     assert "Traceback (most recent call last)" not in r.stderr.split("torch/distributed/elastic")[0]

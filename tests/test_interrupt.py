@@ -9,10 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import run_dirs
 
 ARGS = ["--dataset", "digits", "--label-budget", "30", "--batch-budget", "16", "--batch-size", "16",
-        "--eval-every", "4", "--image-size", "32", "--selector", "coreset", "--seed", "5"]
+        "--eval-every", "4", "--image-size", "32", "--selector", "coreset", "--seed", "5",
+        "--set", "checkpoint_every=4"]
 
 
 def _cli(*args: str, env: dict) -> list[str]:
@@ -30,7 +32,19 @@ def _wait_for_eval(out: Path, proc: subprocess.Popen, timeout: float = 120) -> N
     raise AssertionError("no evaluation event appeared")
 
 
-def test_ctrl_c_then_resume_equals_uninterrupted(tmp_path, shared_cache):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory, shared_cache: Path) -> tuple[dict, list]:
+    """The run never stopped, made once for both tests: (summary, selection)."""
+    env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
+    out = tmp_path_factory.mktemp("straight")
+    r = subprocess.run(_cli("run", *ARGS, "--out", str(out), env=env), env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    ref_dir = run_dirs(out)[0]
+    return json.loads((ref_dir / "summary.json").read_text()), json.loads((ref_dir / "selected.json").read_text())
+
+
+def test_ctrl_c_then_resume_equals_uninterrupted(tmp_path, shared_cache, straight, cli):
     env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
     out = tmp_path / "runs"
     proc = subprocess.Popen(_cli("run", *ARGS, "--out", str(out), env=env), env=env,
@@ -53,18 +67,13 @@ def test_ctrl_c_then_resume_equals_uninterrupted(tmp_path, shared_cache):
     assert done["status"] == "finished" and done["steps"] == 16
     assert not (run_dir / "checkpoint.pt").exists()
 
-    straight = subprocess.run(_cli("run", *ARGS, "--out", str(tmp_path / "straight"), env=env), env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr
-    ref_dir = run_dirs(tmp_path / "straight")[0]
-    ref = json.loads((ref_dir / "summary.json").read_text())
-    sel = json.loads((run_dir / "selected.json").read_text())
-    assert sel == json.loads((ref_dir / "selected.json").read_text())
+    ref, ref_sel = straight
+    assert json.loads((run_dir / "selected.json").read_text()) == ref_sel
     assert [(p["step"], round(p["top1"], 4)) for p in done["curve"]] == [
         (p["step"], round(p["top1"], 4)) for p in ref["curve"]]
 
-    again = subprocess.run(_cli("run", "--resume", str(run_dir), env=env), env=env, capture_output=True, text=True)
-    assert again.returncode == 2 and "already finished" in again.stderr
+    again = cli("run", "--resume", run_dir)
+    assert again.exit_code == 2 and "already finished" in again.output
 
 
 def test_a_damaged_checkpoint_is_kept_aside_and_named(tmp_path, cli):
@@ -82,13 +91,12 @@ def test_a_damaged_checkpoint_is_kept_aside_and_named(tmp_path, cli):
     assert not (run_dir / "checkpoint.pt").exists() and list(run_dir.glob("checkpoint.pt.damaged-*"))
 
 
-def test_kill_9_mid_training_resumes_to_the_uninterrupted_result(tmp_path, shared_cache):
+def test_kill_9_mid_training_resumes_to_the_uninterrupted_result(tmp_path, shared_cache, straight):
     """No signal to catch (kill -9, the out-of-memory killer): the run resumes from its last
     periodic checkpoint and ends with the selection and curve of a run never stopped."""
     env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
-    args = [*ARGS, "--set", "checkpoint_every=4"]
     out = tmp_path / "runs"
-    proc = subprocess.Popen(_cli("run", *args, "--out", str(out), env=env), env=env,
+    proc = subprocess.Popen(_cli("run", *ARGS, "--out", str(out), env=env), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:  # an evaluation after a periodic checkpoint: mid-training for sure
@@ -106,11 +114,7 @@ def test_kill_9_mid_training_resumes_to_the_uninterrupted_result(tmp_path, share
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming" in resumed.stderr and "at step 0/16" not in resumed.stderr
     done = json.loads((run_dir / "summary.json").read_text())
-    straight = subprocess.run(_cli("run", *args, "--out", str(tmp_path / "straight"), env=env), env=env,
-                              capture_output=True, text=True, timeout=300)
-    assert straight.returncode == 0, straight.stderr
-    ref_dir = run_dirs(tmp_path / "straight")[0]
-    ref = json.loads((ref_dir / "summary.json").read_text())
+    ref, ref_sel = straight
     assert done["status"] == "finished" and done["test_top1"] == ref["test_top1"]
-    assert json.loads((run_dir / "selected.json").read_text()) == json.loads((ref_dir / "selected.json").read_text())
+    assert json.loads((run_dir / "selected.json").read_text()) == ref_sel
     assert [(p["step"], p["top1"]) for p in done["curve"]] == [(p["step"], p["top1"]) for p in ref["curve"]]

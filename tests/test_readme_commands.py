@@ -64,7 +64,7 @@ TINY_SUITE: dict[str, Any] = {
 EXCUSED: dict[str, str] = {
     "python -m venv .venv && . .venv/bin/activate && pip install -e .":
         "pip install: needs the network; the test itself runs in that install",
-    'pip install -e ".[test]" && pytest':
+    'pip install -e ".[test]" && pytest -n auto':
         "pip install needs the network, and pytest is the whole test suite this file is part of",
     "vecaf-bench run --dataset /data/my-images --backbone timm:resnet50 --image-size 224 --device cuda":
         "--device cuda needs a GPU; /data/my-images is the user's own folder; resnet50's weights come from the hub",

@@ -120,3 +120,16 @@ def test_vecaf_reselect_mode_replaces_the_set_each_round(cli, tmp_path):
     assert [x["picked"] for x in s["rounds"]] == [15, 30] and s["label_budget"] == 30
     sel = json.loads((run_dirs(tmp_path)[0] / "selected.json").read_text())
     assert sel["mode"] == "reselect" and len(set(sel["rounds"][1])) == 30
+
+
+def test_channels_last_is_the_default_and_keeps_its_own_feature_cache(cli, tmp_path):
+    """NHWC (the default) and NCHW compute slightly different floats: a run in one layout never
+    reads features the other wrote, and the layout is part of the run's identity."""
+    r = cli("run", *TINY, "--selector", "coreset", "--out", tmp_path / "nhwc")
+    assert r.exit_code == 0, r.output
+    r = cli("run", *TINY, "--selector", "coreset", "--set", "train.channels_last=false", "--out", tmp_path / "nchw")
+    assert r.exit_code == 0, r.output
+    nhwc, nchw = summary_of(tmp_path / "nhwc"), summary_of(tmp_path / "nchw")
+    assert nhwc["identity"]["train.channels_last"] is True and nchw["identity"]["train.channels_last"] is False
+    assert nhwc["features"]["cache"] != nchw["features"]["cache"]
+    assert nhwc["identity_hash"] != nchw["identity_hash"]

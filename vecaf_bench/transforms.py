@@ -58,14 +58,15 @@ def train_transform(data_config: dict[str, Any], augment: bool, overrides: dict[
 class Normalize:
     """uint8 NCHW batch -> normalised float batch on the device (timm's prefetcher maths)."""
 
-    def __init__(self, data_config: dict[str, Any], device: torch.device) -> None:
+    def __init__(self, data_config: dict[str, Any], device: torch.device, channels_last: bool = False) -> None:
+        self.channels_last = channels_last
         self.mean = torch.tensor([m * 255 for m in data_config["mean"]], device=device).view(1, -1, 1, 1)
         self.std = torch.tensor([s * 255 for s in data_config["std"]], device=device).view(1, -1, 1, 1)
         self.device = device
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(self.device, non_blocking=True).float()
-        return (x - self.mean) / self.std
+        x = (batch.to(self.device, non_blocking=True).float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 class TransformedImages(Dataset):

@@ -43,6 +43,7 @@ def pool_features(
         n=len(pool),
         transform=repr(transform),
         input_size=input_size,
+        **({"layout": "channels_last"} if normalize.channels_last else {}),  # NCHW keeps its old caches
     )
     t0 = time.perf_counter()
     feats = cache.load(key) if rank.main else None

@@ -329,7 +329,7 @@ class Runner:
     def _execute(self, run: _Run) -> dict[str, Any]:
         cfg, splits = self.cfg, run.splits
         dcfg = data_config_for(run.backbone.data_config, cfg.image_size or splits.default_image_size)
-        normalize = Normalize(dcfg, run.device)
+        normalize = Normalize(dcfg, run.device, channels_last=cfg.train.channels_last)
         t_eval = eval_transform(dcfg)
         t_train = train_transform(dcfg, cfg.train.augment, splits.augment)
         eval_bs = max(cfg.batch_size, 64)
@@ -395,6 +395,8 @@ class Runner:
                     f"[yellow]torchrun: {len(per_rank_bn)} BatchNorm layer(s) of a kind that cannot be synchronised "
                     f"({per_rank_bn[0]}, …) normalise each process's slice of the batch."
                 )
+        if cfg.train.channels_last:  # NHWC: the convolutions' fast layout on CPUs and tensor cores
+            return model.to(device, memory_format=torch.channels_last)
         return model.to(device)
 
     def _rounds(
