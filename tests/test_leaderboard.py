@@ -15,9 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 from wandb_records import read_records
 
-from vecaf_bench import board_render as br
-from vecaf_bench import leaderboard as lb
-from vecaf_bench import leaderboard_plots as lp
+from vecaf_bench.board import plots as lp
+from vecaf_bench.board import render as br
+from vecaf_bench.board import rules as lb
 from vecaf_bench.cli import friendly
 from vecaf_bench.cli_suite import leaderboard
 

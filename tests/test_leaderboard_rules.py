@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vecaf_bench import board_stats as bs
-from vecaf_bench import leaderboard as lb
-from vecaf_bench import leaderboard_plots as lp
+from vecaf_bench.board import plots as lp
+from vecaf_bench.board import rules as lb
+from vecaf_bench.board import stats as bs
 
 T_975_DOF1 = 12.706204736174707
 T_975_DOF2 = 4.302652729911275

@@ -1,4 +1,4 @@
-"""The leaderboard's statistics (vecaf_bench.board_stats) against hand computations and against
+"""The leaderboard's statistics (vecaf_bench.board.stats) against hand computations and against
 scipy's own calls, on numbers small enough to check with a pencil."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from vecaf_bench import board_stats as bs
+from vecaf_bench.board import stats as bs
 
 T_975_DOF2 = 4.302652729911275  # Student t quantiles from a table: t(0.975, 2), t(0.975, 4)
 T_975_DOF4 = 2.7764451051977987

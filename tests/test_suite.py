@@ -11,10 +11,10 @@ import yaml
 from rich.console import Console
 from suite_kit import invoke, suite_app, whole_pool, write_suite
 
-from vecaf_bench import suite as st
-from vecaf_bench import suite_exec as ex
 from vecaf_bench.config import dump_yaml
 from vecaf_bench.errors import UserError
+from vecaf_bench.suite import execute as ex
+from vecaf_bench.suite import grid as st
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def test_a_submitit_job_with_two_tasks_is_one_distributed_run(app, tmp_path, mon
 
 
 def test_local_runs_are_spread_over_the_visible_gpus(monkeypatch):
-    from vecaf_bench.suite_exec import GpuSlots
+    from vecaf_bench.suite.execute import GpuSlots
 
     slots = GpuSlots(["2", "5"])
     assert [slots.take(), slots.take(), slots.take()] == ["2", "5", "2"], "least busy GPU first"

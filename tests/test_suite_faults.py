@@ -16,10 +16,10 @@ import yaml
 from rich.console import Console
 from suite_kit import TINY_BASE, invoke, suite_app, whole_pool, write_suite
 
-from vecaf_bench import leaderboard as lb
-from vecaf_bench import suite as st
-from vecaf_bench import suite_exec as ex
+from vecaf_bench.board import rules as lb
 from vecaf_bench.config import dump_yaml
+from vecaf_bench.suite import execute as ex
+from vecaf_bench.suite import grid as st
 
 TRUNCATED = '{"run_id": "x", "status": "finished", "test_top1": 8'
 

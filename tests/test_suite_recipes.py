@@ -4,7 +4,7 @@ import pytest
 from suite_kit import whole_pool, write_suite
 
 from vecaf_bench.errors import UserError
-from vecaf_bench.suite import load_suite
+from vecaf_bench.suite.grid import load_suite
 
 
 def _load(path, sets=None):

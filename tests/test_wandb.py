@@ -36,6 +36,10 @@ def test_offline_run_holds_config_curve_and_summary(cli, tmp_path):
     assert final["test_top1"] == pytest.approx(summary["test_top1"])
     assert final["selection_forward_batches"] == summary["selection_forward_batches"]
     assert final["uses"] == ", ".join(summary["uses"]), "the leaderboard reads `uses` back from W&B"
+    vals = [h for h in history if "val/top1" in h]  # the validation split under val/, as the board reads it
+    assert [h["val/top1"] for h in vals] == pytest.approx([p["val_top1"] for p in summary["curve"]])
+    assert final["best"]["step"] == summary["best"]["step"]
+    assert final["compute"]["train_images"] == summary["compute"]["train_images"]
 
 
 def test_wandb_ids_differ_between_results_folders_and_hold_on_resume(tmp_path):

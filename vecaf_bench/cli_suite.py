@@ -2,7 +2,7 @@
 
 Plain typer command functions: cli.py registers them with `app.command()(friendly(suite))`, so
 this module never imports cli.py (no import cycle) and tests can mount them on a typer app of
-their own. The work is in `suite.py` and `leaderboard.py`.
+their own. The work is in `suite/` and `board/`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def suite(
     timeout_min: int = typer.Option(240, help="Time limit of each job in minutes (submitit)."),
 ) -> None:
     """Run a benchmark suite (selectors x datasets x budgets x seeds); a re-run skips finished runs."""
-    from .suite import grid_table, load_suite, plan
-    from .suite_exec import SuiteInterrupted, report_table, run_suite
+    from .suite.execute import SuiteInterrupted, report_table, run_suite
+    from .suite.grid import grid_table, load_suite, plan
 
     s = load_suite(path, out=out, sets=list(set_))
     stdout = Console(emoji=False)
@@ -109,8 +109,8 @@ def leaderboard(
 ) -> None:
     """Compare finished runs: final and best-on-validation accuracy (mean ± 95% CI over seeds), paired
     differences, batches to target, speed-up over full, compute, plots."""
-    from . import leaderboard as lb
-    from .leaderboard_plots import write_plots
+    from .board import rules as lb
+    from .board.plots import write_plots
     from .results import write_text_atomic
 
     lb.check_format(fmt)

@@ -177,7 +177,8 @@ def take(source: ImageSource, indices: np.ndarray, tag: str) -> ImageSource:
     indices = np.asarray(indices, dtype=np.int64)
     subset = getattr(source, "subset", None)
     if callable(subset):
-        return subset(indices, tag)
+        taken: ImageSource = subset(indices, tag)
+        return taken
     labels = np.asarray(source.labels, dtype=np.int64)[indices]
     return RelabeledImages(source, indices, labels, f"{source.fingerprint}/{tag}")
 

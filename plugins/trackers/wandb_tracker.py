@@ -38,13 +38,32 @@ def wandb_run_id(run_id: str, run_dir: Path) -> str:
     return f"{run_id[:55]}-{digest}"
 
 
+#: summary.json's small sections the W&B summary holds too (nested: W&B shows best.step, ...), so
+#: a leaderboard read back with --from-wandb has the best-on-validation step and the compute
+SUMMARY_SECTIONS = ("best", "compute", "val")
+
+
 def summary_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """What the W&B summary can hold as a value: scalars, and `uses` (a list) as 'labels, model'
-    so a leaderboard read back with --from-wandb still knows what each selector used."""
+    """What the W&B summary can hold as a value: scalars, `uses` (a list) as 'labels, model' so a
+    leaderboard read back with --from-wandb still knows what each selector used, and the sections
+    in SUMMARY_SECTIONS with their scalar values."""
     out = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
     if isinstance(summary.get("uses"), (list, tuple)):
         out["uses"] = ", ".join(summary["uses"])
+    for key in SUMMARY_SECTIONS:
+        section = summary.get(key)
+        if isinstance(section, Mapping):
+            out[key] = {k: v for k, v in section.items() if isinstance(v, (int, float, str, bool)) or v is None}
     return out
+
+
+def metric_name(key: str) -> str:
+    """The W&B name of an evaluation metric: validation under val/, OOD as given, the rest test/."""
+    if key.startswith("ood/"):
+        return key
+    if key.startswith("val_"):
+        return f"val/{key[4:]}"
+    return f"test/{key}"
 
 
 class WandbTracker:
@@ -78,7 +97,7 @@ class WandbTracker:
                 "Log in with `wandb login`, or run with --wandb-mode offline or disabled."
             ) from None
         self.run.define_metric("train/step")
-        for prefix in ("test/*", "train/*", "round/*", "ood/*"):
+        for prefix in ("test/*", "val/*", "train/*", "round/*", "ood/*"):
             self.run.define_metric(prefix, step_metric="train/step")
 
     @hookimpl
@@ -91,7 +110,7 @@ class WandbTracker:
         if self.run is not None:
             row = {
                 "train/step": step,
-                **{(k if k.startswith("ood/") else f"test/{k}"): v for k, v in metrics.items() if k != "step"},
+                **{metric_name(k): v for k, v in metrics.items() if k != "step"},
             }
             if "train_loss" in metrics:
                 row["train/loss"] = row.pop("test/train_loss")

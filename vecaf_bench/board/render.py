@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UserError
+from ..errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from .board_stats import Paired
-    from .leaderboard import Board, Row
+    from .rules import Board, Row
+    from .stats import Paired
 
 FORMATS = ("table", "markdown", "csv", "json")
 SIGNIFICANT = "*"
@@ -31,7 +31,7 @@ SIGNIFICANT = "*"
 def check_format(fmt: str) -> None:
     """Refuses an unknown --format, naming the valid ones."""
     if fmt not in FORMATS:
-        from .errors import did_you_mean
+        from ..errors import did_you_mean
 
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}.{did_you_mean(fmt, FORMATS)}")
 
@@ -383,7 +383,7 @@ def log_to_wandb(
 ) -> Any:
     """The leaderboard as a wandb.Table and the plots as wandb.Image in a run of job type 'leaderboard'."""
     if mode not in ("online", "offline"):
-        from .errors import did_you_mean
+        from ..errors import did_you_mean
 
         hint = did_you_mean(mode, ["online", "offline"])
         raise UserError(f"--wandb-mode must be online or offline, got '{mode}'.{hint}")

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
-from .identity import identity_fields
+from ..errors import UserError
+from ..identity import identity_fields
 
 # ---------------------------------------------------------------------------------------------
 # records: one finished run each
@@ -234,7 +234,7 @@ class RunScan:
 
 def _is_run_folder(d: Path, root: Path) -> bool:
     """A folder a run wrote, not a W&B or submitit folder, nor an attempt a suite moved aside."""
-    from .suite import ATTEMPTS
+    from ..suite.grid import ATTEMPTS
 
     parts = d.relative_to(root).parts if d != root else ()
     return not any(p in (ATTEMPTS, "wandb", "submitit", "logs") or p.startswith(".") for p in parts)
@@ -254,7 +254,7 @@ def _read_config(path: Path) -> dict[str, Any]:
 def scan_runs(root: str | Path) -> RunScan:
     """Every run folder under `root` (recursively): finished runs as records; damaged, failed,
     half-made and unfinished ones named (see RunScan.notes), never mixed into the results."""
-    from .suite import read_run_folder
+    from ..suite.grid import read_run_folder
 
     root = Path(root)
     if not root.is_dir():
@@ -307,7 +307,7 @@ def load_records(root: str | Path) -> tuple[list[Record], int]:
 # ---- W&B -------------------------------------------------------------------------------------
 
 WANDB_CONFIG_EXTRAS = ("label_budget_count", "pool_size")  # what the wandb tracker adds to the run config
-WANDB_VAL_KEYS = ("val/top1", "test/val_top1")  # the tracker logs the evaluate hook's val_top1 under test/
+WANDB_VAL_KEYS = ("val/top1", "test/val_top1")  # the tracker logs val/top1; test/val_top1 is what it logged before
 
 
 def _ood_from_wandb(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -378,6 +378,11 @@ def record_from_wandb(
     )
 
 
+def _plain(value: Any) -> Any:
+    """A nested W&B summary value (wandb's own dict-like class) as a plain dict."""
+    return {k: value[k] for k in value.keys()} if hasattr(value, "keys") and not isinstance(value, Mapping) else value
+
+
 def records_from_wandb(path: str, api: Any = None) -> list[Record]:
     """Every finished vecaf-bench run of W&B project ENTITY/PROJECT, read through wandb.Api()."""
     if path.count("/") != 1 or not all(path.split("/")):
@@ -390,7 +395,7 @@ def records_from_wandb(path: str, api: Any = None) -> list[Record]:
         for run in api.runs(path):
             if getattr(run, "job_type", "run") not in (None, "", "run"):
                 continue  # a leaderboard run, not a benchmark run
-            summary = {k: run.summary[k] for k in run.summary.keys()}
+            summary = {k: _plain(run.summary[k]) for k in run.summary.keys()}
             history = list(run.scan_history(keys=["train/step", "test/top1"]))
             for key in WANDB_VAL_KEYS:  # a second scan: rows of runs without a validation split lack the key
                 history += list(run.scan_history(keys=["train/step", key]))
@@ -413,7 +418,7 @@ def fill_uses(records: list[Record], plugins: Sequence[str] = ()) -> None:
     if not missing:
         return
     try:
-        from .pluginmanager import PluginHost
+        from ..pluginmanager import PluginHost
 
         host = PluginHost(plugins)
     except Exception:

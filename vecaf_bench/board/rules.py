@@ -1,7 +1,7 @@
 """Leaderboard: every finished run under a folder (or in a W&B project), grouped and compared.
 
 The rules, so that every number on the board can be checked by hand from the summary.json files
-(the statistics themselves are in `vecaf_bench.board_stats`, each naming its scipy call):
+(the statistics themselves are in `vecaf_bench.board.stats`, each naming its scipy call):
 
 Rows. Only runs whose summary says `status: finished` count. A run's *setting* is what it is
 compared under: dataset, label budget (images, as resolved), batch budget, and the protocol keys
@@ -57,7 +57,7 @@ Speed-up over full: full's mean batches to target / the row's, where "full" is t
 at the row's own dataset and batch budget when full ran there (the same schedule length: the
 fair comparison under a cosine schedule), else the row that set the target (the longest budget);
 among several, the one with the same recipe side (see Paired), else the most seeds. The interval
-is the delta method on the log ratio (board_stats.ratio_ci). No speed-up when either side did
+is the delta method on the log ratio (stats.ratio_ci). No speed-up when either side did
 not reach the target on every seed.
 
 Paired statistics. For every row, the paired difference (row - other) of final test top-1 and of
@@ -98,8 +98,9 @@ from typing import Any
 
 import numpy as np
 
-from . import board_stats as bs
-from .board_records import (  # noqa: F401  (re-exported: the leaderboard's public names)
+from ..errors import UserError
+from . import stats as bs
+from .records import (  # noqa: F401  (re-exported: the leaderboard's public names)
     Compute,
     Record,
     RunScan,
@@ -111,8 +112,7 @@ from .board_records import (  # noqa: F401  (re-exported: the leaderboard's publ
     records_from_wandb,
     scan_runs,
 )
-from .board_stats import Paired, mean_curve, t_halfwidth  # noqa: F401
-from .errors import UserError
+from .stats import Paired, mean_curve, t_halfwidth  # noqa: F401
 
 DEFAULT_TARGET_FRACTION = 0.95
 DEFAULT_REFERENCE = "activeft"
@@ -652,7 +652,7 @@ def _notes(board: Board, records: Sequence[Record]) -> list[str]:
     return notes
 
 
-from .board_render import (  # noqa: E402,F401  (re-exported; board_render needs the classes above)
+from .render import (  # noqa: E402,F401  (re-exported; render needs the classes above)
     FORMATS,
     check_format,
     headers,

@@ -34,10 +34,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .config import config_from_dict, dump_yaml
-from .errors import UserError, did_you_mean
-from .results import read_json, write_json_atomic, write_text_atomic
-from .suite import Planned, Suite, SuiteRun, feature_group, move_aside, plan
+from ..config import config_from_dict, dump_yaml
+from ..errors import UserError, did_you_mean
+from ..results import read_json, write_json_atomic, write_text_atomic
+from .grid import Planned, Suite, SuiteRun, feature_group, move_aside, plan
 
 # ---------------------------------------------------------------------------------------------
 # the ledger: suite.json
@@ -142,7 +142,7 @@ class SuiteInterrupted(Exception):
 
 def run_job(config: dict[str, Any], run_dir: str, resume: bool) -> dict[str, Any]:
     """One run, in whatever process an executor gives it (a submitit job): fresh or resumed."""
-    from .runner import Runner
+    from ..runner import Runner
 
     _join_job_processes()
     console = Console(stderr=True, emoji=False)
@@ -173,8 +173,8 @@ class SuiteJob:
     def __call__(self, resume: bool = False, finished: bool = False) -> dict[str, Any]:
         """Every task of the job gets the same arguments (the suite's plan, then `checkpoint()`'s),
         so that the ranks of a distributed run agree on resuming; rank 0 alone touches the folder."""
-        from .errors import RunInterrupted
-        from .suite import move_folder_aside, read_run_folder
+        from ..errors import RunInterrupted
+        from .grid import move_folder_aside, read_run_folder
 
         requeue = _submitit_preemption_handler()
         if finished:  # preempted between the run's end and the job's
@@ -195,7 +195,7 @@ class SuiteJob:
         checkpoint.pt when there is one (a failed run starts over, as in a suite's plan)."""
         import submitit
 
-        from .suite import read_run_folder
+        from .grid import read_run_folder
 
         found = read_run_folder(self.run_dir)
         return submitit.helpers.DelayedSubmission(
@@ -302,7 +302,7 @@ def run_suite(
 
 
 def _run_in_process(todo: list[Planned], ledger: Ledger, console: Console) -> None:
-    from .runner import RunInterrupted, Runner
+    from ..runner import RunInterrupted, Runner
 
     logs = ledger.suite.dir / "logs"
     for i, p in enumerate(todo, 1):

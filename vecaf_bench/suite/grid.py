@@ -57,7 +57,7 @@ All runs share the feature cache, and the first run of each feature group (datas
 weights, image size) runs before the others of its group start, so pool features are computed
 once even when runs go in parallel. `<out>/<suite>/suite.json` holds the expanded grid and each
 run's status; it is rewritten atomically whenever a status changes. This module reads, expands,
-checks and plans a suite; `suite_exec` runs it.
+checks and plans a suite; `suite.execute` runs it.
 
 `--set KEY=VALUE` applies to every run, after the base, dataset and selector entries (an error
 names `--set` as the key's source). On a grid key it replaces that axis (`--set seed=3`,
@@ -82,9 +82,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .config import RunConfig, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
-from .errors import UserError, did_you_mean
-from .results import CHECKPOINT, EVENTS, SUMMARY
+from ..config import RunConfig, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
+from ..errors import UserError, did_you_mean
+from ..results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
     "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts",
@@ -201,9 +201,9 @@ def check_options(suite: Suite) -> None:
     its recipe) before any run starts: a typo or a wrong type in `selector_options` (the suite
     file's or --set's) would otherwise fail every run of that selector, one after the other, after
     their features were extracted."""
-    from .pluginmanager import PluginHost
-    from .run.recipes import check_recipe_options
-    from .run.selection_round import check_selector_options
+    from ..pluginmanager import PluginHost
+    from ..run.recipes import check_recipe_options
+    from ..run.selection_round import check_selector_options
 
     hosts: dict[tuple[str, ...], PluginHost] = {}
     seen: set[str] = set()
@@ -295,8 +295,8 @@ _GRID_HOME = {"selector": "selectors", "dataset": "datasets", "label_budget": "l
 def _default_whole_pool(plugins: list[str]) -> Callable[[str], bool]:
     """Asks the selector registry (installed plugins + `plugins`) whether a selector takes the whole pool;
     an unknown name gets the registry's message with the known ones."""
-    from .api import capabilities_of
-    from .pluginmanager import PluginHost
+    from ..api import capabilities_of
+    from ..pluginmanager import PluginHost
 
     host = PluginHost(plugins)
 
@@ -457,7 +457,7 @@ def _overridden(given: Mapping[str, Any], entry: Mapping[str, Any], where: str) 
 def _layered_config(layers: list[tuple[Mapping[str, Any], str]]) -> RunConfig:
     """A RunConfig from flat layers (later wins, key by key), each error naming the layer that set the
     key: the suite file's base, a dataset or selector entry, --set, or the grid."""
-    from .config import _Layers
+    from ..config import _Layers
 
     built = _Layers()
     for layer, where in layers:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .board_stats import mean_curve
-from .errors import UserError
-from .leaderboard import Board, Row
+from ..errors import UserError
+from .rules import Board, Row
+from .stats import mean_curve
 
 STYLES = ("-", "--", ":", "-.")
 
