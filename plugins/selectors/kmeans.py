@@ -66,9 +66,13 @@ def seed_centres(feats: torch.Tensor, k: int, rng: np.random.Generator, plus_plu
     n = feats.shape[0]
     if not plus_plus:
         return feats[torch.as_tensor(rng.choice(n, size=k, replace=False), device=feats.device)].clone()
-    idx = [int(rng.integers(n))]
     sq = (feats * feats).sum(1)
-    d2 = (sq - 2.0 * feats @ feats[idx[0]] + sq[idx[0]]).clamp_min_(0)
+
+    def d2_to(u: int) -> torch.Tensor:  # squared distance of every row to row u: one matvec
+        return (sq - 2.0 * feats @ feats[u] + sq[u]).clamp_min_(0)
+
+    idx = [int(rng.integers(n))]
+    d2 = d2_to(idx[0])
     for _ in range(1, k):
         cum = torch.cumsum(d2.double(), 0)
         total = float(cum[-1])
@@ -79,7 +83,7 @@ def seed_centres(feats: torch.Tensor, k: int, rng: np.random.Generator, plus_plu
             target = torch.tensor([rng.random() * total], dtype=cum.dtype, device=cum.device)
             u = min(int(torch.searchsorted(cum, target)), n - 1)
         idx.append(u)
-        d2 = torch.minimum(d2, (sq - 2.0 * feats @ feats[u] + sq[u]).clamp_min_(0))
+        d2 = torch.minimum(d2, d2_to(u))
     return feats[torch.as_tensor(idx, device=feats.device)].clone()
 
 

@@ -43,17 +43,21 @@ def wandb_run_id(run_id: str, run_dir: Path) -> str:
 SUMMARY_SECTIONS = ("best", "compute", "val")
 
 
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
 def summary_scalars(summary: Mapping[str, Any]) -> dict[str, Any]:
     """What the W&B summary can hold as a value: scalars, `uses` (a list) as 'labels, model' so a
     leaderboard read back with --from-wandb still knows what each selector used, and the sections
     in SUMMARY_SECTIONS with their scalar values."""
-    out = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    out = {k: v for k, v in summary.items() if _scalar(v)}
     if isinstance(summary.get("uses"), (list, tuple)):
         out["uses"] = ", ".join(summary["uses"])
     for key in SUMMARY_SECTIONS:
         section = summary.get(key)
         if isinstance(section, Mapping):
-            out[key] = {k: v for k, v in section.items() if isinstance(v, (int, float, str, bool)) or v is None}
+            out[key] = {k: v for k, v in section.items() if _scalar(v)}
     return out
 
 

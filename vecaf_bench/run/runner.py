@@ -395,9 +395,8 @@ class Runner:
                     f"[yellow]torchrun: {len(per_rank_bn)} BatchNorm layer(s) of a kind that cannot be synchronised "
                     f"({per_rank_bn[0]}, …) normalise each process's slice of the batch."
                 )
-        if cfg.train.channels_last:  # NHWC: the convolutions' fast layout on CPUs and tensor cores
-            return model.to(device, memory_format=torch.channels_last)
-        return model.to(device)
+        layout = torch.channels_last if cfg.train.channels_last else torch.preserve_format  # NHWC: fast convolutions
+        return model.to(device, memory_format=layout)
 
     def _rounds(
         self, run: _Run, feats: np.ndarray | None, trainer: Trainer, evaluator: Evaluator, parts: tuple[Any, ...]
