@@ -262,3 +262,34 @@ def test_finetune_is_the_default_recipe(cli, tmp_path):
     s = summary_of(tmp_path)
     assert s["recipe"] == "finetune" and s["recipe_options"] == {} and s["compute"]["train_images"] == 16
     assert np.isfinite(s["test_top1"])
+
+
+def test_a_model_using_selector_under_a_frozen_backbone_reads_the_cached_features(cli, tmp_path):
+    """vecaf's round-1 loss weights need the model's logits on the pool: with the backbone frozen
+    they are the head on the cached pool features, the same numbers as a forward over the images,
+    and no image passes the backbone for them (so none is counted)."""
+    from vecaf_bench.run.outputs import head_outputs, pool_forward
+    from vecaf_bench.run.setup import load_dataset
+    from vecaf_bench.transforms import Normalize, data_config_for, eval_transform
+
+    with _captured() as made:
+        r = cli("run", *TINY, "--selector", "vecaf", "--rounds", "2", "--set", "recipe=linear-probe",
+                "--set", "recipe_options.lr=0.5", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    s = summary_of(tmp_path)
+    assert s["rounds"][1]["stats"]["weights"] == "loss"
+    assert s["selection_forward_batches"] == 0 and s["compute"]["selection_images"] == 0
+
+    trainer = made[0]["trainer"]
+    host = PluginHost()
+    backbone = host.backbones().get("timm").factory("tf_efficientnet_lite0")
+    dcfg = data_config_for(backbone.data_config, 32)
+    pool = load_dataset(host, RunConfig(dataset="digits", image_size=32)).pool
+    idx = np.arange(0, len(pool), 7)
+    norm = Normalize(dcfg, torch.device("cpu"))
+    seen, _ = pool_forward(trainer.model, backbone, pool, idx, eval_transform(dcfg), norm, 64, 0,
+                           frozenset({"logits", "embeddings"}))
+    feats = np.zeros((len(pool), seen["embeddings"].shape[1]), np.float32)
+    feats[idx] = seen["embeddings"]
+    read = head_outputs(trainer.feature_head(), feats, idx, torch.device("cpu"), 64, frozenset({"logits"}))
+    np.testing.assert_allclose(read["logits"], seen["logits"], rtol=1e-4, atol=1e-4)

@@ -3,6 +3,8 @@ resume, stale, edited config), the scheduler's feature gate, and real runs on di
 in subprocesses and as a submitit job (local executor); a second run of a suite recomputes nothing."""
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -267,3 +269,34 @@ def test_local_runs_are_spread_over_the_visible_gpus(monkeypatch):
     assert GpuSlots(["0"]).take() is None, "one GPU: nothing to spread, the run sees it as it is"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
     assert list(GpuSlots.visible().busy) == ["3", "1"], "a user's CUDA_VISIBLE_DEVICES is respected"
+
+
+@pytest.mark.slow
+def test_a_forked_run_process_keeps_the_command_lines_contract(tmp_path, shared_cache):
+    """The suite's run processes are forked from a server that imported torch once; each must
+    behave as `vecaf-bench run` would: exit 2 with the message on bad input, and on SIGINT stop
+    after its step with a checkpoint and exit 130 (what the suite reads as 'interrupted')."""
+    from vecaf_bench.suite import forked
+
+    if not forked.available():
+        pytest.skip("no fork server on this platform: the suite starts subprocesses")
+    env = {**os.environ, "VECAF_BENCH_CACHE": str(shared_cache), "WANDB_MODE": "disabled"}
+    bad = forked.start(["run", "--selector", "nosuch", "--out", str(tmp_path / "bad")], str(tmp_path / "bad.log"), env)
+    bad.join(120)
+    assert bad.exitcode == 2
+    assert "error:" in (tmp_path / "bad.log").read_text() and "nosuch" in (tmp_path / "bad.log").read_text()
+
+    out = tmp_path / "runs"
+    args = ["run", "--dataset", "digits", "--label-budget", "20", "--batch-budget", "400", "--batch-size", "8",
+            "--eval-every", "2", "--image-size", "32", "--out", str(out)]
+    proc = forked.start(args, str(tmp_path / "run.log"), env)
+    deadline = time.time() + 120
+    while not any('"event": "eval"' in ev.read_text() for ev in out.glob("*/events.jsonl")):
+        assert proc.exitcode is None and time.time() < deadline, (tmp_path / "run.log").read_text()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.join(120)
+    log = (tmp_path / "run.log").read_text()
+    assert proc.exitcode == 130, log
+    assert "Resume with: vecaf-bench run --resume" in log.replace("\n", "") and "Traceback" not in log
+    assert list(out.glob("*/checkpoint.pt"))

@@ -3,7 +3,7 @@ and what summary.json records of it (the curve's val points, the best-on-validat
 
 import numpy as np
 import pytest
-from conftest import TINY, summary_of
+from conftest import TINY, run_dirs, summary_of
 
 from vecaf_bench.data import ArrayImages, DatasetSplits, with_validation
 
@@ -69,3 +69,90 @@ def test_a_bad_val_fraction_is_refused_before_anything_runs(cli, tmp_path):
     r = cli("run", *TINY, "--set", "val_fraction=1", "--out", tmp_path)
     assert r.exit_code == 2
     assert "val_fraction must be in [0, 1) (0: no validation split), got 1" in r.output
+
+
+STOPS_AT_6 = '''
+from vecaf_bench.api import hookimpl
+
+class StopsAt6:
+    def __init__(self, config, run_dir):
+        pass
+    @hookimpl
+    def vecaf_bench_evaluate(self, run, step, metrics):
+        if step == 6:
+            raise KeyboardInterrupt
+
+@hookimpl
+def vecaf_bench_add_trackers():
+    return {"stops_at_6": StopsAt6}
+'''
+# lr 0.5 on digits: the best validation step tends to come before the final one (on 2 threads: step
+# 6 of 8), so that the test split is measured on kept weights; test_evaluator_* pins that case down
+NO_TEST_CURVE = ["--dataset", "digits", "--label-budget", "30", "--batch-budget", "8", "--batch-size", "16",
+                 "--eval-every", "2", "--image-size", "32", "--set", "train.lr=0.5"]
+
+
+@pytest.mark.slow
+def test_without_a_test_curve_the_final_and_best_numbers_are_the_same(cli, tmp_path, monkeypatch):
+    full = cli("run", *NO_TEST_CURVE, "--out", tmp_path / "a")
+    assert full.exit_code == 0, full.output
+    lean = cli("run", *NO_TEST_CURVE, "--set", "test_curve=false", "--out", tmp_path / "b")
+    assert lean.exit_code == 0, lean.output
+    a, b = summary_of(tmp_path / "a"), summary_of(tmp_path / "b")
+    assert b["best"] == a["best"] and b["test_top1"] == a["test_top1"] and b["test_top5"] == a["test_top5"]
+    assert [p["val_top1"] for p in b["curve"]] == [p["val_top1"] for p in a["curve"]]
+    # the test split was measured at the best step and the last one only, with the same numbers
+    measured = {p["step"]: p["top1"] for p in b["curve"] if "top1" in p}
+    test_at = {p["step"]: p["top1"] for p in a["curve"]}
+    assert measured == {s: test_at[s] for s in (a["best"]["step"], 8)}
+    assert b["compute"]["eval_images"] == a["compute"]["eval_images"] - (4 - len(measured)) * a["test_size"]
+    assert b["identity_hash"] == a["identity_hash"]  # one method on the board
+    assert "curve (step: val top-1)" in lean.output
+
+    # stopped right after the best step: its weights wait in the checkpoint, the resume measures them
+    (tmp_path / "stops_at_6.py").write_text(STOPS_AT_6)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    stopped = cli("run", *NO_TEST_CURVE, "--set", "test_curve=false", "--plugin", "stops_at_6",
+                  "--set", "trackers=[stops_at_6]", "--out", tmp_path / "c")
+    assert stopped.exit_code == 130, stopped.output
+    resumed = cli("run", "--resume", run_dirs(tmp_path / "c")[0])
+    assert resumed.exit_code == 0, resumed.output
+    c = summary_of(tmp_path / "c")
+    assert c["best"] == a["best"] and c["test_top1"] == a["test_top1"]
+
+
+def test_evaluator_measures_the_test_split_on_the_best_steps_weights_and_keeps_them_in_checkpoints(monkeypatch):
+    """A stand-in model whose weight is its accuracy: validation peaks at step 2 of 4, so the test
+    split is measured at the end on step 2's weights (restored for it, then put back), and a
+    checkpoint taken in between carries those weights to a resumed evaluator."""
+    import torch
+
+    from vecaf_bench.run import evaluation
+
+    def fake_evaluate(model, source, *args, **kwargs):
+        w = float(model.weight.detach().reshape(-1)[0])
+        return {"top1": w * (10.0 if source == "test" else 1.0), "top5": 100.0, "loss": 0.0}
+
+    monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    normalize = type("N", (), {"device": torch.device("cpu")})()
+
+    def make():
+        return evaluation.Evaluator(model, "test", [], None, normalize, 8, 0, 0, 4, val="val", test_curve=False)
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ev = make()
+    for step, w in ((1, 1.0), (2, 3.0)):
+        with torch.no_grad():
+            model.weight.fill_(w)
+        ev(step, [])
+    saved = ev.state_dict()
+    assert [("top1" in p) for p in saved["curve"]] == [False, False] and saved["best_weights"] is not None
+    resumed = make()
+    resumed.restore(saved["curve"], saved["ood_curves"], saved["best_weights"])
+    for step, w in ((3, 2.0), (4, 2.5)):
+        with torch.no_grad():
+            model.weight.fill_(w)
+        resumed(step, [])
+    assert {p["step"]: p.get("top1") for p in resumed.curve} == {1: None, 2: 30.0, 3: None, 4: 25.0}
+    assert resumed.best() == {"step": 2, "val_top1": 3.0, "test_top1": 30.0, "test_top5": 100.0}
+    assert float(model.weight.detach()) == 2.5 and resumed.best_weights is None  # the final weights are back

@@ -29,6 +29,15 @@ def _val_text(s: dict[str, Any]) -> str:
     return f"val {val['size']}, "
 
 
+def _curve_row(curve: list[dict[str, Any]]) -> tuple[str, str]:
+    """The test curve; the validation curve when the test split was evaluated only at the final
+    and best steps (test_curve false)."""
+    if all(p.get("top1") is not None for p in curve):
+        return "curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in curve)
+    return ("curve (step: val top-1)",
+            "  ".join(f"{p['step']}: {p['val_top1']:.1f}" for p in curve) + "  (test at the final and best steps only)")
+
+
 def _best_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     best = s.get("best")
     if not best:
@@ -65,7 +74,7 @@ def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
         ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
         ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
         *_best_rows(s),
-        ("curve (step: top-1)", "  ".join(f"{p['step']}: {p['top1']:.1f}" for p in s["curve"])),
+        _curve_row(s["curve"]),
         *_ood_rows(s),
         ("selection", f"{s['selection_seconds']:.2f} s, {s['selection_forward_batches']} forward batches"
                       + _images(s, "selection_images")),

@@ -277,6 +277,14 @@ class RunConfig(_Schema):
                     "choice; self: the selector itself).",
     )
     eval_every: Int = Field(default=50, ge=0, description="Evaluate every k steps (0: only at the end).")
+    test_curve: bool = Field(
+        default=True,
+        description="Evaluate the test split at every evaluation, a test curve beside the validation one. false: "
+                    "only where a test number is reported, at the final step and at the step of best validation "
+                    "top-1 (its weights kept until the end): the same final and best numbers for about two test "
+                    "passes a run. Without a validation split, and where the test split is evaluated on cached "
+                    "features (linear-probe, knn), the test split is evaluated every time anyway.",
+    )
     checkpoint_every: Int = Field(
         default=100, ge=0,
         description=(

@@ -21,7 +21,7 @@ NOT_IDENTITY = frozenset(
     {
         "out", "run_name", "cache_dir", "data_root", "device", "plugins", "trackers",
         "wandb_mode", "wandb_project", "wandb_entity", "wandb_group", "checkpoint_every",
-        "train.num_workers",
+        "train.num_workers", "test_curve",
     }
 )
 

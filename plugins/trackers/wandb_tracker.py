@@ -130,7 +130,7 @@ class WandbTracker:
         curve = summary.get("curve") or []
         if curve:
             cols: list[str | int] = ["step", "top1", "top5"]
-            self.run.log({"curve": wandb.Table(columns=cols, data=[[p[c] for c in cols] for p in curve])})
+            self.run.log({"curve": wandb.Table(columns=cols, data=[[p.get(c) for c in cols] for p in curve])})
         self.run.finish(exit_code=0 if summary.get("status") == "finished" else 1)
         self.run = None
 

@@ -304,7 +304,7 @@ class SelectionContext:
                 missing.add("logits")
             computed, batches = self._outputs(idx, frozenset(missing - {"probs"}), mc, p)
             self._meter.forward_batches += int(batches)
-            self._meter.forward_images += int(len(idx))
+            self._meter.forward_images += int(len(idx)) if batches else 0  # 0 batches: read off cached features
             if "logits" in computed:
                 computed["probs"] = _softmax(computed["logits"])
             for name, a in computed.items():

@@ -364,6 +364,7 @@ class Runner:
                 cache_dir=cfg.cache_dir, rank=self.rank, console=self.console,
             )[0],
             head_of=getattr(trainer, "feature_head", None),
+            test_curve=cfg.test_curve,
         )
         run.trainer, run.evaluator = trainer, evaluator
         if run.ckpt is not None:
@@ -372,7 +373,7 @@ class Runner:
             run.records = list(run.ckpt["records"])
             run.losses = list(run.ckpt.get("losses", []))
             run.devices = list(run.ckpt.get("devices", []))
-            evaluator.restore(run.ckpt["curve"], run.ckpt.get("ood_curves", {}))
+            evaluator.restore(run.ckpt["curve"], run.ckpt.get("ood_curves", {}), run.ckpt.get("best_weights"))
             self.console.print(
                 f"resuming {run.info.run_id} at step {trainer.step}/{cfg.batch_budget} "
                 f"({len(run.sel_rounds)} of {cfg.rounds} selection round(s) done)"
@@ -428,7 +429,8 @@ class Runner:
                     metrics = evaluator(step, losses)
                     losses.clear()
                     run.files.event("eval", **metrics)
-                    progress.update(train_bar(), info=f"top1 {metrics['top1']:.2f}")
+                    shown = ("top1", "test") if "top1" in metrics else ("val_top1", "val")
+                    progress.update(train_bar(), info=f"{shown[1]} top1 {metrics[shown[0]]:.2f}")
                     run.hook.vecaf_bench_evaluate(run=run.info, step=step, metrics=metrics)
                 if rank.any(stop["set"]):  # every rank stops after the same step
                     raise _Stop
@@ -461,8 +463,7 @@ class Runner:
                 **run.trainer.state_dict(),
                 "selected": [r.tolist() for r in run.sel_rounds],
                 "records": run.records,
-                "curve": run.evaluator.curve,
-                "ood_curves": run.evaluator.ood_curves,
+                **run.evaluator.state_dict(),
                 "losses": list(run.losses),
                 "rng": rng_state(),
                 "identity": identity_fields(self.cfg.to_dict()),
@@ -507,6 +508,7 @@ class Runner:
                 outputs=outputs_provider(
                     trainer.model, run.backbone, run.splits.pool, t_eval, normalize, eval_bs,
                     cfg.train.num_workers, cfg.seed, r,
+                    features=feats, head_of=getattr(trainer, "feature_head", None),
                 ) if "model" in uses else None,
                 model=trainer.model,
                 report=lambda done, total: progress.update(task, completed=done, total=total),
@@ -584,7 +586,7 @@ class Runner:
                 "selection_images": int(sum(r.get("selection_forward_images", 0) for r in run.records)),
                 "feature_images": 0 if feature_info.get("cached") else int(feature_info.get("images", 0)),
                 "feature_cached": bool(feature_info.get("cached")),
-                "eval_images": len(curve) * evaluator.images_per_evaluation(),
+                "eval_images": evaluator.images_evaluated(),
             },
         }
 

@@ -385,11 +385,16 @@ class GpuSlots:
 
 
 class _Processes(_Backend):
-    """`vecaf-bench run --config <resolved yaml>` (or `--resume DIR`) in subprocesses, logs in <suite>/logs/."""
+    """`vecaf-bench run --config <resolved yaml>` (or `--resume DIR`), one process per run, logs in
+    <suite>/logs/: forked from a server that imported torch and timm once (suite.forked), or, where
+    there is no fork server, started as subprocesses."""
 
     kind = "process"
 
-    def __init__(self, suite_dir: Path, max_parallel: int = 1) -> None:
+    def __init__(self, suite_dir: Path, max_parallel: int = 1, fork: bool | None = None) -> None:
+        from . import forked
+
+        self.fork = forked.available() if fork is None else fork
         self.logs = suite_dir / "logs"
         self.configs = suite_dir / "configs"
         self.env = dict(os.environ)
@@ -400,27 +405,38 @@ class _Processes(_Backend):
     def start(self, run: SuiteRun, resume: bool) -> tuple[Any, str | None, str | None]:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.configs.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "vecaf_bench.cli", "run"]
+        argv = ["run"]
         if resume:
-            cmd += ["--resume", str(run.run_dir)]
+            argv += ["--resume", str(run.run_dir)]
         else:
             cfg_file = self.configs / f"{run.run_id}.yaml"
             write_text_atomic(cfg_file, dump_yaml(run.config))
-            cmd += ["--config", str(cfg_file)]
+            argv += ["--config", str(cfg_file)]
+        cmd = [sys.executable, "-m", "vecaf_bench.cli", *argv]
         log = self.logs / f"{run.run_id}.log"
         gpu = self.gpus.take()
         env = self.env if gpu is None else {**self.env, "CUDA_VISIBLE_DEVICES": gpu}
         with open(log, "a") as f:
-            f.write(f"$ {' '.join(cmd)}" + (f"  (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "") + "\n")
+            shown = f"vecaf-bench {' '.join(argv)}  (forked)" if self.fork else " ".join(cmd)
+            f.write(f"$ {shown}" + (f"  (CUDA_VISIBLE_DEVICES={gpu})" if gpu is not None else "") + "\n")
             f.flush()
-            # a session of its own: a terminal Ctrl-C reaches the suite, which passes exactly one on (see interrupt)
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+            if self.fork:
+                from . import forked
+
+                proc: Any = forked.start(argv, str(log), env)
+            else:
+                # a session of its own: a terminal Ctrl-C reaches the suite, which passes exactly one on (see interrupt)
+                proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                        start_new_session=True)
         return (proc, run, log, gpu), str(proc.pid), str(log)
+
+    @staticmethod
+    def _code(proc: Any) -> int | None:
+        return proc.poll() if isinstance(proc, subprocess.Popen) else proc.exitcode
 
     def poll(self, handle: Any) -> Outcome | None:
         proc, run, log, gpu = handle
-        rc = proc.poll()
+        rc = self._code(proc)
         if rc is None:
             return None
         self.gpus.give(gpu)
@@ -432,14 +448,20 @@ class _Processes(_Backend):
 
     def interrupt(self, handles: list[Any]) -> str:
         for proc, *_ in handles:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # the runner finishes its step and saves a checkpoint
+            if self._code(proc) is None:
+                os.kill(proc.pid, signal.SIGINT)  # the runner finishes its step and saves a checkpoint
         deadline = time.time() + 300
         for proc, *_ in handles:
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if isinstance(proc, subprocess.Popen):
+                try:
+                    proc.wait(timeout=max(1.0, deadline - time.time()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            else:
+                proc.join(timeout=max(1.0, deadline - time.time()))
+                if proc.exitcode is None:
+                    proc.kill()
+                    proc.join()
         return "the running runs were stopped after their current step (checkpoints saved)"
 
 
