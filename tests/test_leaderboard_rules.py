@@ -306,7 +306,9 @@ def test_json_csv_and_plots_carry_the_new_numbers(runs, tmp_path):
         assert col in head
     paths = lp.write_plots(board, tmp_path / "p.png")
     assert paths == [tmp_path / "p.png"] and paths[0].stat().st_size > 20_000
-    assert lp.curve_panels(board) == [("toy", 50)]  # one panel: both batch budgets in it
+    # a panel per recipe, both batch budgets in each
+    assert [p[:2] for p in lp.curve_panels(board)] == [("toy", 50)] * 2
+    assert {p[2] for p in lp.curve_panels(board)} == {"", " [linear-probe]"}
 
 
 def test_cli_target_fraction_and_reference(runs):

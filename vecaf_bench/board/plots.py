@@ -1,12 +1,17 @@
 """Leaderboard plots (PNG, matplotlib's Agg backend: no display needed).
 
-- Accuracy vs training batches: one panel per dataset x label budget, every batch budget in it
-  (line style per budget), one line per row: the mean over seeds of the decision curve (validation
+Colour is the method (its key without the recipe: `random` is one colour in every panel), line
+style the batch budget, black the whole-pool reference; each legend names each of them once, so
+a grid of 3 batch budgets x 2 recipes x 4 methods stays readable.
+
+- Accuracy vs training batches: one panel per dataset x label budget (x recipe, when rows differ
+  in recipe), every batch budget in it: the mean over seeds of the decision curve (validation
   top-1; test where the dataset has no validation split, said on the axis) with its 95% CI band,
-  the dataset's whole-pool rows as the reference, and the target dashed. x is in batches, so rows
-  of different batch budgets read against one target.
-- Final test top-1 vs label budget (error bars: 95% CI), one line per method key and batch budget,
-  when a dataset has more than one label budget.
+  the dataset's whole-pool rows of the same recipe as the reference, and the target dashed. x is
+  in batches, so rows of different batch budgets read against one target.
+- Final test top-1 vs label budget (error bars: 95% CI), when a dataset has more than one label
+  budget: one panel per dataset x recipe x batch budget, one line per method, the whole pool at
+  that recipe and batch budget dotted.
 """
 
 from __future__ import annotations
@@ -25,36 +30,30 @@ from .stats import mean_curve
 STYLES = ("-", "--", ":", "-.")
 
 
+def colour_key(r: Row) -> str:
+    """The method without its recipe: what a colour stands for."""
+    return r.name.replace(r.recipe_text, "", 1) if r.recipe_text else r.name
+
+
 def _colours(board: Board) -> dict[str, Any]:
     import matplotlib
 
-    names = sorted({r.name for r in board.rows if not r.whole_pool})
+    names = sorted({colour_key(r) for r in board.rows if not r.whole_pool})
     cmap = matplotlib.colormaps["tab10"]
     out: dict[str, Any] = {n: cmap(i % 10) for i, n in enumerate(names)}
-    out.update({r.name: "black" for r in board.rows if r.whole_pool})
+    out.update({colour_key(r): "black" for r in board.rows if r.whole_pool})
     return out
+
+
+def _recipes(rows: Sequence[Row]) -> list[str]:
+    """The recipe parts of the rows' names, in order ("" alone: one recipe)."""
+    return sorted({r.recipe_text for r in rows})
 
 
 def _styles(rows: Sequence[Row]) -> dict[int, str]:
     """Line style per batch budget, the longest solid."""
     budgets = sorted({r.batch_budget for r in rows}, reverse=True)
     return {b: STYLES[i % len(STYLES)] for i, b in enumerate(budgets)}
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
-    return math.ceil(n / cols), cols
-
-
-def _finish_axis(ax: Any, xlabel: str, ylabel: str, outside: bool = False) -> None:
-    """Labels, grid and legend (OUTSIDE: right of the axes, for panels with many lines)."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if outside:
-        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
-        ax.legend(fontsize=7, loc="best")
 
 
 def _save(fig: Any, axes: Any, used: int, path: str | Path) -> Path:
@@ -80,51 +79,87 @@ def _pyplot() -> Any:
     return plt
 
 
-def curve_panels(board: Board) -> list[tuple[str, int]]:
-    """(dataset, label budget) of every panel of the curves plot: the subset budgets, and the whole
-    pool for a dataset that has no other."""
-    panels = sorted({(r.dataset, r.label_budget) for r in board.rows if not r.whole_pool})
+def curve_panels(board: Board) -> list[tuple[str, int, str]]:
+    """(dataset, label budget, recipe text) of every panel of the curves plot: the subset budgets
+    (x each recipe of the dataset), and the whole pool for a dataset that has no other."""
+    panels: list[tuple[str, int, str]] = []
     for ds in sorted({r.dataset for r in board.rows}):
-        if not any(p[0] == ds for p in panels):
-            panels += sorted({(r.dataset, r.label_budget) for r in board.rows if r.dataset == ds})
+        rows = [r for r in board.rows if r.dataset == ds]
+        budgets = sorted({r.label_budget for r in rows if not r.whole_pool}) or sorted({r.label_budget for r in rows})
+        panels += [(ds, b, rec) for b in budgets for rec in _recipes(rows)]
     return panels
 
 
-def _plot_row(ax: Any, r: Row, colour: Any, style: str, several_budgets: bool) -> None:
+def _legend(ax: Any, colours: dict[str, Any], styles: dict[int, str], names: Sequence[str], extra: Sequence[Any],
+            ns: dict[str, str]) -> None:
+    """One entry per method (its colour, its seed count), one per batch budget (its line style)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours.get(n, "grey"), lw=2, label=n + ns.get(n, "")) for n in names]
+    if len(styles) > 1:
+        handles += [Line2D([], [], color="dimgrey", ls=st, lw=1.6, label=f"{b} batches")
+                    for b, st in sorted(styles.items())]
+    ax.legend(handles=handles + list(extra), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0)
+
+
+def _seeds_text(rows: Sequence[Row]) -> dict[str, str]:
+    """' (n=5)' per method, ' (n=3-5, incomplete)' where its rows differ or lack seeds."""
+    out: dict[str, str] = {}
+    for n in {colour_key(r) for r in rows}:
+        mine = [r for r in rows if colour_key(r) == n]
+        lo, hi = min(r.n for r in mine), max(r.n for r in mine)
+        out[n] = f" (n={lo}{'' if lo == hi else f'-{hi}'}{', incomplete' if any(r.incomplete for r in mine) else ''})"
+    return out
+
+
+def _plot_row(ax: Any, r: Row, colour: Any, style: str) -> None:
     mc = mean_curve(r.decision_curves())
     x = np.array([m[0] for m in mc])
     y = np.array([m[1] for m in mc])
     half = np.array([m[2] if m[2] is not None else 0.0 for m in mc])
-    label = r.name + (f" · {r.batch_budget} batches" if several_budgets else "") + f" (n={r.n})"
-    label += " incomplete" if r.incomplete else ""
-    ax.plot(x, y, marker="o", ms=3, lw=1.4 if r.whole_pool else 1.8, color=colour, label=label, ls=style)
+    ax.plot(x, y, marker="o", ms=2.5, lw=1.4 if r.whole_pool else 1.8, color=colour, ls=style)
     if r.n > 1:  # the band is clipped to the possible 0-100%
         ax.fill_between(x, np.clip(y - half, 0, 100), np.clip(y + half, 0, 100), color=colour,
-                        alpha=0.08 if r.whole_pool else 0.18, lw=0)
+                        alpha=0.06 if r.whole_pool else 0.14, lw=0)
+
+
+def _title(ds: str, first: Row, recipe: str) -> str:
+    req = first.label_budget_requested
+    btext = "all" if first.whole_pool else f"{first.label_budget} images" + (
+        f" ({req})" if req != str(first.label_budget) else "")
+    return f"{ds} · {btext}" + (f" · {recipe.strip(' []')}" if recipe else "")
 
 
 def plot_curves(board: Board, path: str | Path) -> Path:
     """Decision accuracy vs training batches, every batch budget, one panel per dataset x label
-    budget (see the module docstring)."""
+    budget x recipe (see the module docstring)."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     panels = curve_panels(board)
     colours = _colours(board)
-    nrows, ncols = _grid(len(panels))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(8.4 * ncols, 4.2 * nrows), squeeze=False)
-    for ax, (ds, budget) in zip(axes.flat, panels, strict=False):
-        rows = [r for r in board.rows if (r.dataset, r.label_budget) == (ds, budget)]
-        rows += [r for r in board.rows if r.dataset == ds and r.whole_pool and r not in rows]
+    ncols = max(1, len({p[2] for p in panels}))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7.6 * ncols, 4.0 * nrows), squeeze=False, sharey=True)
+    for ax, (ds, budget, recipe) in zip(axes.flat, panels, strict=False):
+        mine = [r for r in board.rows if r.dataset == ds and r.recipe_text == recipe]
+        rows = [r for r in mine if r.label_budget == budget]
+        rows += [r for r in mine if r.whole_pool and r not in rows]
         styles = _styles(rows)
         for r in rows:
-            _plot_row(ax, r, colours.get(r.name, "grey"), styles[r.batch_budget], len(styles) > 1)
+            _plot_row(ax, r, colours.get(colour_key(r), "grey"), styles[r.batch_budget])
+        extra = []
         t = board.targets.get(ds)
         if t:
-            ax.axhline(t.value, ls="--", color="crimson", lw=1.2, label=f"target {t.value:.1f}%")
-        first = rows[0]
-        req = first.label_budget_requested
-        btext = "all" if first.whole_pool else f"{budget} images" + (f" ({req})" if req != str(budget) else "")
-        ax.set_title(f"{ds} · {btext}", fontsize=10)
-        _finish_axis(ax, "training batches", f"{board.curve_sources.get(ds, 'test')} top-1 (%)", outside=True)
+            ax.axhline(t.value, ls="--", color="crimson", lw=1.2)
+            extra.append(Line2D([], [], ls="--", color="crimson", lw=1.2, label=f"target {t.value:.1f}%"))
+        names = sorted({colour_key(r) for r in rows}, key=lambda n: (colours.get(n) == "black", n))
+        _legend(ax, colours, styles, names, extra, _seeds_text(rows))
+        ax.set_title(_title(ds, rows[0], recipe), fontsize=10)
+        ax.set_xlabel("training batches")
+        ax.set_ylabel(f"{board.curve_sources.get(ds, 'test')} top-1 (%)")
+        ax.grid(alpha=0.3)
     fig.suptitle("accuracy vs training batches\n(mean over seeds, 95% CI band; validation top-1 unless the axis "
                  "says test)", fontsize=9)
     return _save(fig, axes, len(panels), path)
@@ -140,35 +175,39 @@ def has_budget_sweep(board: Board) -> bool:
 
 
 def plot_budget_sweep(board: Board, path: str | Path) -> Path | None:
-    """Final test top-1 vs label budget per method key and batch budget (error bars: 95% CI), one
-    panel per dataset with more than one label budget; whole-pool rows at those batch budgets as
-    dotted lines. None when no dataset has a sweep."""
+    """Final test top-1 vs label budget per method (error bars: 95% CI), one panel per dataset x
+    recipe x batch budget of a dataset with more than one label budget; the whole pool at that
+    recipe and batch budget dotted. None when no dataset has a sweep."""
     datasets = _sweep_datasets(board)
     if not datasets:
         return None
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     colours = _colours(board)
-    nrows, ncols = _grid(len(datasets))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.2 * nrows), squeeze=False)
-    for ax, ds in zip(axes.flat, datasets, strict=False):
-        rows = [r for r in board.rows if r.dataset == ds]
+    panels = []
+    for ds in datasets:
+        subsets = [r for r in board.rows if r.dataset == ds and not r.whole_pool]
+        panels += [(ds, rec, b) for rec in _recipes(subsets) for b in sorted({r.batch_budget for r in subsets})]
+    ncols = min(3, max(len({(p[0], p[2]) for p in panels}), 1))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols + 1.8, 3.6 * nrows), squeeze=False, sharey=True)
+    for ax, (ds, recipe, batches) in zip(axes.flat, panels, strict=False):
+        rows = [r for r in board.rows if r.dataset == ds and r.recipe_text == recipe and r.batch_budget == batches]
         subsets = [r for r in rows if not r.whole_pool]
         budgets = sorted({r.label_budget for r in subsets})
-        lines = sorted({(r.name, r.batch_budget) for r in subsets})
-        several = len({r.batch_budget for r in rows}) > 1
-        styles = _styles(subsets)
-        for i, (name, batches) in enumerate(lines):
-            pts = sorted((r.label_budget, r.mean, r.ci or 0.0) for r in subsets
-                         if r.name == name and r.batch_budget == batches)
-            dodge = 1 + 0.012 * (i - (len(lines) - 1) / 2)  # error bars side by side, not on top of each other
+        names = sorted({colour_key(r) for r in subsets})
+        for i, name in enumerate(names):
+            pts = sorted((r.label_budget, r.mean, r.ci or 0.0) for r in subsets if colour_key(r) == name)
+            dodge = 1 + 0.015 * (i - (len(names) - 1) / 2)  # error bars side by side, not on top of each other
             yerr = [[min(p[2], p[1]) for p in pts], [min(p[2], 100 - p[1]) for p in pts]]  # clipped to 0-100%
             ax.errorbar([p[0] * dodge for p in pts], [p[1] for p in pts], yerr=yerr, marker="o", capsize=3,
-                        color=colours.get(name, "grey"), ls=styles[batches],
-                        label=name + (f" ({batches} batches)" if several else ""))
+                        color=colours.get(name, "grey"))
+        extra = []
         for r in rows:
-            if r.whole_pool and (r.batch_budget in styles or r.reference):
-                ax.axhline(r.mean, ls=":", color="black", lw=1.2,
-                           label=f"{r.name} @{r.batch_budget} ({r.mean:.1f}%)")
+            if r.whole_pool:
+                ax.axhline(r.mean, ls=":", color="black", lw=1.2)
+                extra.append(Line2D([], [], ls=":", color="black", label=f"{colour_key(r)} ({r.mean:.1f}%)"))
         if budgets[-1] / max(budgets[0], 1) >= 10:
             ax.set_xscale("log")
         ax.set_xticks(budgets)
@@ -176,9 +215,13 @@ def plot_budget_sweep(board: Board, path: str | Path) -> Path | None:
         ax.set_xticklabels([f"{b}\n({req[b]})" if req.get(b) not in (None, str(b)) else str(b) for b in budgets],
                            fontsize=8)
         ax.minorticks_off()
-        ax.set_title(f"{ds}: final test accuracy vs label budget", fontsize=10)
-        _finish_axis(ax, "label budget (images)", "final test top-1 (%)")
-    return _save(fig, axes, len(datasets), path)
+        ax.set_title(f"{ds} · {batches} batches" + (f" · {recipe.strip(' []')}" if recipe else ""), fontsize=10)
+        _legend(ax, colours, {}, names, extra, _seeds_text(subsets))
+        ax.set_xlabel("label budget (images)")
+        ax.set_ylabel("final test top-1 (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle("final test accuracy vs label budget (mean over seeds, 95% CI)", fontsize=9)
+    return _save(fig, axes, len(panels), path)
 
 
 def write_plots(board: Board, path: str | Path) -> list[Path]:

@@ -234,6 +234,7 @@ class Row:
     selection_seconds: float = 0.0
     selection_forward_batches: float = 0.0
     uses: list[str] | None = None
+    recipe_text: str = ""  # the name's " [recipe k=v]" part ("" where every row shares the recipe)
 
     @property
     def seeds(self) -> list[int]:
@@ -453,12 +454,13 @@ def _name_rows(rows: list[Row]) -> None:
         mine = [r for r in rows if r.dataset == ds]
         common = _common([r.method for r in mine])
         for r in mine:
+            r.recipe_text = _recipe_text(r.method, common)
             label = r.records[-1].label
             if label:
                 r.name = label
                 continue
             parts = _parts(r.method, common, old=any(x.identity_source != "summary" for x in r.records))
-            r.name = r.selector + _recipe_text(r.method, common) + (f" {{{', '.join(parts)}}}" if parts else "")
+            r.name = r.selector + r.recipe_text + (f" {{{', '.join(parts)}}}" if parts else "")
         setting_common = _common([{k: v for k, v in r.setting.items() if k in SETTING_KEYS} for r in mine])
         for r in mine:
             diff = [f"{k}={_value_text(v)}" for k, v in sorted(r.setting.items())
