@@ -21,6 +21,9 @@ def test_run_writes_results_and_is_deterministic(cli, tmp_path):
     assert [p["step"] for p in s1["curve"]] == [3, 6]
     assert s1["curve"][-1]["top1"] == s1["test_top1"]
     assert "git_commit" in s1 and s1["versions"]["torch"]
+    import torch
+
+    assert s1["torch_threads"] == torch.get_num_threads()  # CPU numbers depend on it: recorded
     # same config and seed: same selection, same metrics
     d1, d2 = run_dirs(a)[0], run_dirs(b)[0]
     assert selected_of(d1) == selected_of(d2)

@@ -62,6 +62,7 @@ def build_summary(
         "dataset_info": splits.info,
         "device": str(device),
         "device_name": device_name(device),
+        "torch_threads": torch.get_num_threads(),  # CPU float reductions depend on it (docs/design.md)
         "world_size": world,  # processes (torchrun), each with this device kind
         "wall_seconds": time.perf_counter() - wall_start,
         "api_version": API_VERSION,
