@@ -19,7 +19,7 @@ def assert_user_error(result, *fragments):
 
 def test_unknown_selector_lists_known_and_suggests(cli, tmp_path):
     r = cli("run", "--selector", "coresett", "--out", tmp_path)
-    assert_user_error(r, "unknown selector 'coresett'", "known: ", "coreset, full, kmeans, random",
+    assert_user_error(r, "unknown selector 'coresett'", "known: ", "coreset, coreset-model, entropy, full, kmeans",
                       "Did you mean 'coreset'?")
 
 

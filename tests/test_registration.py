@@ -20,7 +20,9 @@ from vecaf_bench.api import VecafBenchDeprecationWarning
 from vecaf_bench.errors import PluginError
 from vecaf_bench.pluginmanager import PluginHost
 
-BUILTIN_SELECTORS = {"activeft", "coreset", "full", "random", "vecaf"}
+BUILTIN_SELECTORS = {"activeft", "badge", "bald", "bilaf", "coreset", "coreset-model", "entropy", "full", "kmeans",
+                     "least-confidence", "margin", "maxherding", "probcover", "random", "typiclust", "uherding",
+                     "usl", "vecaf"}
 
 
 @pytest.fixture
@@ -397,8 +399,8 @@ def test_legacy_selectors_and_factory_functions_still_register(plugins, cli, mon
     assert r.exit_code == 0, r.output
     assert not [w for w in caught if issubclass(w.category, VecafBenchDeprecationWarning)]
     rows = _rows(r.output)
-    assert rows["legacy_labels"][-1] == "labels" and rows["legacy_labels"][1] == "--plugin legacy_sels"
-    assert rows["made_greedy"][-1] == "?"  # a function is not called to find out
+    assert rows["legacy_labels"][-2] == "labels" and rows["legacy_labels"][1] == "--plugin legacy_sels"
+    assert rows["made_greedy"][-2:] == ["?", "?"]  # a function is not called to find out
 
 
 # -- 5. modules that do not import -----------------------------------------------------------------
@@ -448,9 +450,10 @@ def test_list_selectors_shows_module_and_reads(cli, monkeypatch):
     r = cli("list", "selectors")
     assert r.exit_code == 0, r.output
     rows = _rows(r.output)
-    assert rows["name"] == ["name", "package", "module", "version", "reads"]
-    assert rows["vecaf"][-1] == "labels, model, text"
-    assert rows["random"][-1] == "features"
+    assert rows["name"] == ["name", "package", "module", "version", "reads", "cold start"]
+    assert rows["vecaf"][-2] == "labels, model, text"
+    assert rows["random"][-2:] == ["features", "-"]
+    assert rows["entropy"][-2:] == ["model", "random"]  # round 0 is picked by another selector
     assert rows["vecaf"][2] == "vecaf_bench_plugins.selectors.vecaf"
     assert BUILTIN_SELECTORS <= set(rows)
     other = _rows(cli("list", "backbones").output)

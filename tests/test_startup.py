@@ -63,7 +63,8 @@ def test_unknown_config_key_is_refused_without_torch(tmp_path):
 
 def test_unknown_selector_is_refused_with_its_closest_match_without_torch(tmp_path):
     msg = _refused(tmp_path, "run", "--selector", "rando", "--dataset", "digits")
-    assert "unknown selector 'rando'; known: activeft, coreset, full, kmeans, random, vecaf." in msg
+    assert ("unknown selector 'rando'; known: activeft, badge, bald, bilaf, coreset, coreset-model, entropy, full, "
+            "kmeans, least-confidence, margin, maxherding, probcover, random, typiclust, uherding, usl, vecaf.") in msg
     assert "Did you mean 'random'?" in msg
 
 

@@ -192,18 +192,26 @@ def list_(
     from .pluginmanager import PluginHost
     from .registry import KINDS, Entry
 
-    def reads(e: Entry) -> str:
-        """The declared uses, read without calling anything: a factory function is opaque ("?")."""
+    def caps(e: Entry) -> Capabilities | None:
+        """The declared capabilities, read without calling anything: a factory function is opaque."""
         f = e.factory
         if not inspect.isclass(f) and not isinstance(getattr(f, "capabilities", None), Capabilities):
-            return "?"
+            return None
         with warnings.catch_warnings():  # legacy `uses` attributes: the run warns, the listing does not
             warnings.simplefilter("ignore", VecafBenchDeprecationWarning)
             try:
-                uses = capabilities_of(f, e.name).uses
+                return capabilities_of(f, e.name)
             except UserError:
-                return "?"
-        return ", ".join(sorted(uses)) or "features"
+                return None
+
+    def reads(e: Entry) -> str:
+        c = caps(e)
+        return "?" if c is None else ", ".join(sorted(c.uses)) or "features"
+
+    def cold_start(e: Entry) -> str:
+        """Who picks round 0 (the head is untrained there): another selector, or the selector itself."""
+        c = caps(e)
+        return "?" if c is None else c.cold_start or "-"
 
     host = PluginHost(plugin)
     kinds = list(KINDS)
@@ -229,14 +237,15 @@ def list_(
     out = Console(emoji=False)
     for k in kinds:
         table = Table(title=k, title_justify="left")
-        table.add_column("name", style="bold")
+        table.add_column("name", style="bold", no_wrap=True)
         table.add_column("package")
-        table.add_column("module")
+        table.add_column("module", overflow="fold")
         table.add_column("version")
         if k == "selectors":
-            table.add_column("reads")
+            table.add_column("reads", no_wrap=True)
+            table.add_column("cold start", no_wrap=True)
         for e in host.registries[k].entries():
-            row = [e.name, e.source, e.module, e.version] + ([reads(e)] if k == "selectors" else [])
+            row = [e.name, e.source, e.module, e.version] + ([reads(e), cold_start(e)] if k == "selectors" else [])
             table.add_row(*(Text(v) for v in row))
         out.print(table)
 

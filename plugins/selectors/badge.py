@@ -1,4 +1,4 @@
-"""badge: BADGE, Batch Active learning by Diverse Gradient Embeddings (Ash et al., ICLR 2020).
+"""badge: BADGE, Batch Active learning by Diverse Gradient Embeddings (Ash et al., ICLR 2020), built in.
 
 Paper: J. T. Ash, C. Zhang, A. Krishnamurthy, J. Langford, A. Agarwal, "Deep Batch Active
 Learning by Diverse, Uncertain Gradient Lower Bounds", ICLR 2020; public code
@@ -6,8 +6,9 @@ github.com/JordanAsh/badge (`init_centers` in query_strategies/badge_sampling.py
 
 Reads: ``model`` only (label-free): ``ctx.pool_outputs(what=("probs", "embeddings"))`` on the
 unselected pool: the current model's softmax probabilities p_i (C) and penultimate embeddings
-e_i (D). Round 0 (an untrained head) is picked by the cold-start selector, ``random``; run in
-round 0 anyway, it works on the random head's outputs.
+e_i (D). Capabilities: ``uses={"model"}, cold_start="random"`` (randomized: the k-means++ draws
+come from the seed): round 0 (an untrained head) is picked by the cold-start selector, ``random``,
+so badge needs ``--rounds 2`` or more; run in round 0 anyway, it works on the random head's outputs.
 
 Method: the gradient embedding of sample i is the gradient of the cross-entropy at the
 model's own prediction yhat_i = argmax p_i with respect to the last linear layer,
@@ -34,9 +35,10 @@ first pick excluded) and ``uniform_draws`` (see below).
 Options:
     chunk: int = 65536 -- rows per block in the D^2 update (bounds the temporaries).
 
-Cost: one forward pass over the N - |selected| unselected samples (counted by the engine),
-then O(B N (C + D)) time for B picks (two matvecs and an O(N) cumulative sum per pick, one
-host sync per pick) and O(N (C + D)) memory on the device.
+Cost: one forward pass over the N - |selected| unselected samples (counted by the engine; none
+under a frozen backbone, where the embeddings are the cached features), then O(B N (C + D))
+time for B picks (two matvecs and an O(N) cumulative sum per pick, one host sync per pick) and
+O(N (C + D)) memory on the selection device (``ctx.device``).
 
 Deviations from the public code:
 - earlier picks (``ctx.selected``) are excluded from the candidates but are not centres, as in
@@ -52,36 +54,38 @@ Deviations from the public code:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
 from vecaf_bench.api import Capabilities, Selection, SelectionContext, UserError, hookimpl
+from vecaf_bench_plugins.selectors.coreset import _argmax_lowest
+
+if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors need no torch
+    import torch
 
 
 def residuals(probs: torch.Tensor) -> torch.Tensor:
     """a_i = p_i - onehot(argmax p_i): the loss gradient w.r.t. the logits at the predicted label."""
+    import torch
+
     a = probs.clone()
     rows = torch.arange(a.shape[0], device=a.device)
     a[rows, probs.argmax(dim=1)] -= 1.0
     return a
 
 
-def grad_sq_dist(
-    a: torch.Tensor, e: torch.Tensor, sq: torch.Tensor, c: int, chunk: int = 65536
-) -> torch.Tensor:
+def grad_sq_dist(a: torch.Tensor, e: torch.Tensor, sq: torch.Tensor, c: int, chunk: int) -> torch.Tensor:
     """||g_i - g_c||^2 for every row i, where g_i = a_i (x) e_i and sq = ||a||^2 ||e||^2 (row-wise),
     without forming any g: ||a_i||^2||e_i||^2 + ||a_c||^2||e_c||^2 - 2 (a_i . a_c)(e_i . e_c)."""
+    import torch
+
     out = torch.empty_like(sq)
     ac, ec = a[c], e[c]
     for s in range(0, a.shape[0], chunk):
         r = slice(s, s + chunk)
         out[r] = (sq[r] + sq[c] - 2.0 * (a[r] @ ac) * (e[r] @ ec)).clamp_min_(0.0)
     return out
-
-
-def _argmax_lowest(x: torch.Tensor) -> int:
-    return int(torch.nonzero(x == x.max())[0, 0])
 
 
 class Badge:
@@ -93,7 +97,9 @@ class Badge:
         self.chunk = int(chunk)
 
     def select(self, ctx: SelectionContext, count: int) -> Selection:
-        free = np.setdiff1d(np.arange(ctx.pool_size), np.asarray(ctx.selected)).astype(np.int64)
+        import torch
+
+        free = ctx.unselected()
         count = min(int(count), len(free))
         if count <= 0:
             return Selection(np.zeros(0, dtype=np.int64), scores=np.zeros(0), stats={})
