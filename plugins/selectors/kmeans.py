@@ -52,7 +52,7 @@ def assign(feats: torch.Tensor, centres: torch.Tensor, chunk: int) -> tuple[torc
     d2min = torch.empty(feats.shape[0], dtype=feats.dtype, device=feats.device)
     for s in range(0, feats.shape[0], chunk):
         f = feats[s : s + chunk]
-        d2 = ((f * f).sum(1)[:, None] - 2.0 * f @ centres.T + sq_c[None, :]).clamp_min_(0)
+        d2 = ((f * f).sum(1)[:, None] - 2.0 * (f @ centres.T) + sq_c[None, :]).clamp_min_(0)
         v, i = d2.min(1)
         labels[s : s + chunk], d2min[s : s + chunk] = i, v
     return labels, d2min
@@ -69,7 +69,7 @@ def seed_centres(feats: torch.Tensor, k: int, rng: np.random.Generator, plus_plu
     sq = (feats * feats).sum(1)
 
     def d2_to(u: int) -> torch.Tensor:  # squared distance of every row to row u: one matvec
-        return (sq - 2.0 * feats @ feats[u] + sq[u]).clamp_min_(0)
+        return (sq - 2.0 * (feats @ feats[u]) + sq[u]).clamp_min_(0)
 
     idx = [int(rng.integers(n))]
     d2 = d2_to(idx[0])

@@ -35,7 +35,7 @@ Cost: k-means O(n_init x max_iter x N K d) in (chunk x K) blocks; typicality O(s
 over the clusters (N^2 d / K for balanced clusters), then the k neighbour distances recomputed
 from the differences, O(N k d); the picks O(B log K). Memory O(N + K d + chunk x max n_c).
 On the selection device (GPU when there is one). N = 100k, d = 384, B = 1,000: k-means
-dominates.
+dominates (its k-means++ seeding, K = 500 passes over the pool, then Lloyd's iterations).
 
 Deviations from public code (github.com/avihu111/TypiClust, deep-al/pycls/al/typiclust.py):
 - typicality uses Euclidean distances, as the paper's formula; the public code averages faiss's
@@ -48,7 +48,8 @@ Deviations from public code (github.com/avihu111/TypiClust, deep-al/pycls/al/typ
   clusters and differs after;
 - k-means: one seeded k-means for every K (the public code uses scikit-learn KMeans for K <= 50
   and MiniBatchKMeans, batch 5000, above, without passing the seed: scikit-activeml #503);
-- exhausted clusters are handled (the public code would crash on an empty cluster).
+- a cluster whose members are all selected is passed over; in the public code such a cluster
+  leaves an empty candidate set to the kNN search.
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ class TypiClust:
             labels, typ, np.asarray(ctx.selected, dtype=np.int64), count, self.min_cluster_size
         )
         ctx.report(self.n_init + 1, self.n_init + 1)
-        stats = {"clusters": int(labels.max()) + 1, **counters, "inertia": inertia}
+        k = max(1, min(len(ctx.selected) + count, self.max_clusters, ctx.pool_size))
+        stats = {"clusters": k, **counters, "inertia": inertia}
         return Selection(picks, scores, stats)
 
 
