@@ -39,8 +39,14 @@ def _colours(board: Board) -> dict[str, Any]:
     import matplotlib
 
     names = sorted({colour_key(r) for r in board.rows if not r.whole_pool})
-    cmap = matplotlib.colormaps["tab10"]
-    out: dict[str, Any] = {n: cmap(i % 10) for i, n in enumerate(names)}
+    # tab10 up to 10 methods; beyond, tab20 and then its colours with a darker shade: no two alike
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    size = 10 if len(names) <= 10 else 20
+    out: dict[str, Any] = {}
+    for i, n in enumerate(names):
+        r, g, b, _ = cmap(i % size)
+        k = 0.6 ** (i // size)
+        out[n] = (r * k, g * k, b * k, 1.0)
     out.update({colour_key(r): "black" for r in board.rows if r.whole_pool})
     return out
 
