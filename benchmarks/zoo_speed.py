@@ -110,7 +110,9 @@ ZOO: dict[str, Entry] = {
     "typiclust": Entry("typiclust", FEATURES, "O(iters N K d), K = min(B, 500); + O(N^2 d / K)", 2),
     "probcover": Entry("probcover", FEATURES, "O(N^2 d) graph + O(E + B N) greedy", 2),
     "bilaf": Entry("bilaf", FEATURES, "O(iters N K d), K = 0.5% N cores; + O(N^2 d / K)", 2),
-    "maxherding": Entry("maxherding", FEATURES, "O(N^2 d) first gains + O(B f N^2 d) lazy refreshes", 3),
+    "maxherding": Entry(
+        "maxherding", FEATURES, "O(R C d) first gains + O(B f R C d) lazy refreshes; R, C <= 20,000 (auto)", 3
+    ),
     "usl": Entry("usl", FEATURES, "O(N^2 d) kNN density + O(iters N B d) k-means", 2),
     "entropy": Entry("entropy", "probs (N x C)", "O(N C) + sort", 1, ("probs",)),
     "margin": Entry("margin", "probs (N x C)", "O(N C) + sort", 1, ("probs",)),
@@ -508,11 +510,29 @@ def project(selector: str, d: int, n: int, done: list[dict[str, Any]]) -> dict[s
     }
 
 
+def set_projection(row: dict[str, Any], proj: dict[str, Any]) -> None:
+    """A case not run: its time and peak are the projection (and the note says from what)."""
+    how = f"x N^{proj['exponent']:.2f} from N={proj['from_n']:,}, {proj['exponent_from']}"
+    row.update(seconds=proj["seconds"], peak_bytes=proj["peak_bytes"], projection=proj)
+    if row.get("not_run_for", "time") == "time" or "memory_estimate_bytes" not in row:
+        cap = row.get("cap_seconds", 0)
+        row["note"] = f"not run: projected {proj['seconds']:,.0f} s ({how}) over the {cap:.0f} s cap"
+    else:
+        row["note"] = (f"not run: estimated {row['memory_estimate_bytes'] / 1e9:.1f} GB over the free "
+                       f"{row['memory_free_bytes'] / 1e9:.1f} GB; time projected {how}")  # fmt: skip
+
+
 def reproject(results: list[dict[str, Any]]) -> None:
     """A selection killed at the cap with fewer than 3 progress reports (none, or units too coarse to
     extrapolate, e.g. usl's kNN pass counted as one of 12): its time from the N scaling of the smaller
-    N instead, at least the cap. Run again whenever smaller-N rows were added."""
-    for r in results:
+    N instead, at least the cap; a case not run: its projection again. Run whenever smaller-N rows
+    were added or re-measured."""
+    for r in sorted(results, key=lambda r: r["n"]):  # smaller N first: larger N project from them
+        if r.get("projected"):
+            proj = project(r["selector"], r["d"], r["n"], results)
+            if proj is not None:
+                set_projection(r, proj)
+            continue
         if not r.get("capped") or (r.get("reports") or 0) >= 3:
             continue
         proj = project(r["selector"], r["d"], r["n"], results)
@@ -570,14 +590,9 @@ def zoo_cases(args: argparse.Namespace, work: Path, results: list[dict[str, Any]
                     avail = torch.cuda.mem_get_info()[0]
                 mem_est = base_bytes(name, n, d) + ((proj or {}).get("peak_bytes") or 0)
                 if n > args.always_run_n and proj and (proj["seconds"] > cap or mem_est > 0.8 * avail):
-                    why = "time" if proj["seconds"] > cap else "memory"
-                    row.update(projected=True, extrapolated=True, seconds=proj["seconds"],
-                               peak_bytes=proj["peak_bytes"], projection=proj,
-                               note=f"not run: projected {proj['seconds']:,.0f} s (x N^{proj['exponent']:.2f} from "
-                                    f"N={proj['from_n']:,}, {proj['exponent_from']}) over the {cap:.0f} s cap"
-                               if why == "time" else
-                               f"not run: estimated {mem_est / 1e9:.1f} GB over the free {avail / 1e9:.1f} GB; "
-                               f"time projected x N^{proj['exponent']:.2f} from N={proj['from_n']:,}")  # fmt: skip
+                    row.update(projected=True, extrapolated=True, cap_seconds=cap, memory_estimate_bytes=mem_est,
+                               memory_free_bytes=avail, not_run_for="time" if proj["seconds"] > cap else "memory")
+                    set_projection(row, proj)
                     results.append(row)
                     print(f"  {name}: {row['note']}", flush=True)
                     continue
@@ -722,16 +737,22 @@ def gpu_projection(results: list[dict[str, Any]], kmeans_rows: list[dict[str, An
         "assignment + "
         "denoising/boundary O(N^2 d / K) + ~2 ms host work per pseudo-class",
     }
-    mh = [r for r in results if r["selector"] == "maxherding" and r.get("stats", {}).get("gain_evaluations")]
-    if mh:
+    mh = [r for r in results if r["selector"] == "maxherding" and r.get("stats", {}).get("gain_evaluations")
+          and not r.get("stats", {}).get("subsampled")]  # fmt: skip
+    from vecaf_bench_plugins.selectors.maxherding import AUTO_ROWS  # its default: at most this many R and C
+
+    rows = min(n, AUTO_ROWS)
+    if mh:  # the lazy greedy: C first gains, then some refreshes per pick (measured: about constant in N)
         r = max(mh, key=lambda r: (r["n"], r["d"]))
-        frac = r["stats"]["gain_evaluations"] / (r["n"] * r["count"])
-        evals, evals_from = frac * n * b, f"{frac:.3g} x N x B gain evaluations as measured at N={r['n']:,} d={r['d']}"
+        per_pick = (r["stats"]["gain_evaluations"] - r["stats"].get("candidates", r["n"])) / r["count"]
+        evals_from = f"C first gains + {per_pick:,.0f} refreshed gains per pick (measured at N={r['n']:,} d={r['d']})"
     else:
-        evals, evals_from = n + 0.06 * n * b, "the card's 6% of the candidates per pick"
-    mh_s = 2.0 * n * d * evals / fp32 + evals * n * 4 * 2 / bw + b * step
-    out["maxherding"] = {"seconds": mh_s, "basis": f"{evals_from}: 2 N d FLOP each (the first pass included) + the "
-                         "kernel's exp, written and read once"}  # fmt: skip
+        per_pick, evals_from = 0.06 * rows, "C first gains + the card's 6% of the candidates per pick"
+    evals = rows + per_pick * b
+    mh_s = 2.0 * rows * d * evals / fp32 + evals * rows * 4 * 2 / bw + b * step
+    out["maxherding"] = {"seconds": mh_s, "basis": f"the default auto subsets: R = C = {rows:,} rows; {evals_from}: "
+                         "2 R d FLOP per gain at fp32 + the kernel written and read once; more if the refreshes "
+                         "per pick grow with B / C"}  # fmt: skip
     usl_passes, usl_from = its("usl", 101)
     knn = 2.0 * n * n * d / fp32 + n * n * 4 * 2 / bw
     out["usl"] = {
@@ -947,6 +968,10 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"zoo_speed-{tag}"
     earlier = out_dir / f"{stem}.json" if out_dir else None
     old = json.loads(earlier.read_text()) if args.merge and earlier and earlier.exists() else None
+    if old and old.get("machine", {}).get("cpu") != facts["cpu"]:  # never one table from two machines
+        print(f"  note: {earlier} was measured on {old['machine'].get('cpu')}, this is {facts['cpu']}: "
+              "not merged (its rows are replaced)", flush=True)
+        old = None
     if old:  # earlier rows inform the projections of this run
         zoo = [r for r in old["zoo"] if r["device"] == args.device]
     with tempfile.TemporaryDirectory(prefix="vecaf-zoo-speed-") as tmp:

@@ -100,6 +100,21 @@ def test_deterministic_and_subsets_read_the_seed():
     assert len(set(x.indices.tolist())) == 12
 
 
+def test_auto_subsets_bound_large_pools(monkeypatch):
+    """The default ("auto") evaluates the whole of a small pool, and a seeded AUTO_ROWS subset of a
+    larger one: the quadratic first pass stays bounded, and the stats say the picks were subsampled."""
+    whole = MaxHerding().select(_ctx(), 8)
+    assert whole.stats["subsampled"] == 0 and whole.stats["reference"] == len(DIGITS.data)
+    assert whole.indices.tolist() == MaxHerding(candidates=None, reference=None).select(_ctx(), 8).indices.tolist()
+    monkeypatch.setattr(mh, "AUTO_ROWS", 500)
+    a, b, c = (MaxHerding().select(_ctx(seed=s), 8) for s in (3, 3, 4))
+    assert a.stats["subsampled"] == 1 and a.stats["candidates"] == 500 and a.stats["reference"] == 500
+    assert np.array_equal(a.indices, b.indices) and not np.array_equal(np.sort(a.indices), np.sort(c.indices))
+    assert mh.parse_rows("maxherding", "candidates", "AUTO") == "auto"
+    assert mh.parse_rows("maxherding", "candidates", "none") is None
+    assert mh.parse_rows("maxherding", "candidates", "300") == 300
+
+
 def test_sigma_options():
     x = DIGITS.data.astype(np.float32)
     assert mh.parse_sigma("maxherding", "0.5") == 0.5 and mh.parse_sigma("maxherding", "Median") == "median"
@@ -117,7 +132,8 @@ def test_sigma_options():
     assert picks.tolist() == _dense_greedy(_kernel(x, 0.3), 10)
 
 
-BAD = [{"sigma": "wide"}, {"sigma": -1.0}, {"candidates": 0}, {"reference": 0}, {"chunk": 0}]
+BAD = [{"sigma": "wide"}, {"sigma": -1.0}, {"candidates": 0}, {"candidates": "many"}, {"reference": 0},
+       {"reference": 2.5}, {"chunk": 0}]
 
 
 @pytest.mark.parametrize("bad", BAD)

@@ -106,6 +106,10 @@ def leaderboard(
     ),
     wandb_project: str = typer.Option("vecaf-bench", help="W&B project to log to."),
     wandb_entity: str | None = typer.Option(None, help="W&B entity to log to."),
+    expected: str | None = typer.Option(
+        None, help="A suite file with an 'expected' section (e.g. benchmarks/paper-activeft.yaml): add a table of "
+                   "every published number against these runs (within its tolerance, below, above, not run)."
+    ),
 ) -> None:
     """Compare finished runs: final and best-on-validation accuracy (mean ± 95% CI over seeds), paired
     differences, batches to target, speed-up over full, compute, plots."""
@@ -114,6 +118,14 @@ def leaderboard(
     from .results import write_text_atomic
 
     lb.check_format(fmt)
+    published = None
+    if expected:
+        from .board import expected as ex
+
+        if fmt == "csv":
+            raise UserError("--expected adds a second table, which CSV cannot hold; use --format markdown, json or "
+                            "table with it.")
+        published = ex.load_expected(expected)
     if from_wandb:
         records, scan = lb.records_from_wandb(from_wandb), lb.RunScan()
         where = f"W&B project {from_wandb}"
@@ -132,8 +144,22 @@ def leaderboard(
     board = lb.build_board(records, target=target, target_fraction=target_fraction, reference=reference)
     board.notes.extend(scan.notes())
     rendered = lb.render(board, fmt)
+    if published is not None:
+        verdicts = ex.judge(board, published)
+        if fmt == "markdown":
+            rendered = str(rendered) + ex.to_markdown(published, verdicts)
+        elif fmt == "json":
+            import json
+
+            rendered = json.dumps({**json.loads(str(rendered)), "expected": ex.to_json(published, verdicts)},
+                                  indent=1) + "\n"
+        else:
+            from rich.console import Group
+
+            rendered = Group(rendered, ex.to_rich(published, verdicts))
     if output:
-        text = rendered if isinstance(rendered, str) else lb.to_markdown(board)
+        text = rendered if isinstance(rendered, str) else lb.to_markdown(board) + (
+            ex.to_markdown(published, verdicts) if published is not None else "")
         write_text_atomic(Path(output), text)
         err.print(f"leaderboard written to {output}")
     elif isinstance(rendered, str):

@@ -5,8 +5,10 @@ Learning", ECCV 2024 (arXiv 2407.12212); public code: github.com/BorealisAI/uher
 repository of the same authors, which holds MaxHerding too (deep-al/pycls/al/).
 
 Reads: features only (the pretrained pool features, L2-normalised). No labels, model or text.
-Capabilities: ``randomized=False`` by default (every candidate is evaluated: the seed changes
-nothing); True as soon as `candidates` or `reference` draws a seeded subset.
+Capabilities: ``randomized=False`` by default: on pools up to AUTO_ROWS = 20,000 rows every
+candidate is evaluated and the seed changes nothing; above it the default ("auto") draws seeded
+subsets, which the stats say (``subsampled``), so the picks then depend on the seed. True as soon
+as `candidates` or `reference` is a number.
 
 Picks: the greedy maximiser of the generalised coverage
 
@@ -34,19 +36,24 @@ Options:
         distance among (at most 2,048 seeded rows of) the reference points; "adaptive": UHerding's
         radius, h = the smallest non-zero distance between two earlier picks (distances under 1e-3
         count as zero), sigma = h/sqrt(2) ("paper" with fewer than two); or a positive number.
-    candidates: int | None = None -- gains are evaluated for a seeded random subset of this many
-        unselected samples (at least `count`); the selector is then randomized. None: every
-        unselected sample (as the public MaxHerding, whose 35,000-candidate line is commented out).
-    reference: int | None = None -- the coverage is measured on a seeded random subset of this many
-        pool rows (then randomized). None: the whole pool, earlier picks included.
+    candidates: int | "auto" | None = "auto" -- gains are evaluated for a seeded random subset of
+        this many unselected samples (at least `count`); the selector is then randomized. None:
+        every unselected sample (as the public MaxHerding, whose 35,000-candidate line is commented
+        out). "auto": None up to AUTO_ROWS unselected samples, else AUTO_ROWS of them -- the first
+        pass is quadratic (projected 12 h on 2 CPU cores for every one of 100,000), the subset
+        bounds it near the 20,000-row time (a minute on 2 cores).
+    reference: int | "auto" | None = "auto" -- the coverage is measured on a seeded random subset
+        of this many pool rows (then randomized). None: the whole pool, earlier picks included.
+        "auto": None up to AUTO_ROWS pool rows, else AUTO_ROWS of them.
     chunk: int = 4096 -- rows (and columns) per kernel block: memory chunk^2 floats, never N^2.
 
 Cost: O(R C d) for the first gains (R reference points, C candidates, in chunk x chunk blocks),
 then per pick O(R d) for the update of m plus O(R d) per recomputed gain (with the "paper" sigma
 6% of the candidates per pick on 10,000 clustered points, 10-20% on digits: the wide kernel moves
 many gains; the plain greedy recomputes all of them). Memory O(R + C + chunk^2) beyond the
-features. On the selection device (GPU when there is one). For pools of millions, set
-`candidates` (and `reference`): the first pass is quadratic.
+features. On the selection device (GPU when there is one). The "auto" subsets keep R and C at
+most 20,000, so the time stays bounded at any N; set them to None for the exact greedy on the
+whole of a large pool (quadratic), or larger numbers on a GPU.
 
 Deviations from public code: the objective and the greedy are the paper's; the public code builds
 the dense (L+U) x (L+U) kernel and evaluates every gain at every step, this one is chunked and lazy
@@ -72,6 +79,7 @@ if TYPE_CHECKING:  # imported where it runs: listing plugins and argument errors
 SIGMA_NAMES = ("paper", "median", "adaptive")
 PAPER_SIGMA = 1.0 / math.sqrt(2.0)  # exp(-(d/h)^2) with h = 1, the public default
 MEDIAN_SAMPLE = 2048
+AUTO_ROWS = 20_000  # "auto" subsets: the whole pool up to this many rows, a seeded subset beyond
 LAZY_BATCH = 16  # candidates whose gain is recomputed at once (doubling within a step)
 DUPLICATE = 1e-6  # squared distances below it are two copies of one point (float32 rounding)
 
@@ -255,6 +263,31 @@ def herd(
     return Herd(np.asarray(picks, dtype=np.int64), np.asarray(gains), objective, evaluations)
 
 
+def parse_rows(selector: str, option: str, value: Any) -> int | str | None:
+    """The `candidates` / `reference` options: a positive count, "auto" or None (text from the CLI too)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "all")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise UserError(
+            f"{selector} {option} must be a positive count, 'auto' or None (all), got {value!r} "
+            f"(--set selector_options.{option}=auto)."
+        )
+    return count
+
+
+def subset_size(spec: int | str | None, rows: int) -> int | None:
+    """The subset size an option asks for on `rows` rows (None: all of them)."""
+    if spec == "auto":
+        return None if rows <= AUTO_ROWS else AUTO_ROWS
+    return spec  # type: ignore[return-value]
+
+
 def subset(rng: np.random.Generator, rows: np.ndarray, size: int | None) -> np.ndarray:
     """`rows` itself, or a seeded random subset of `size` of them (ascending)."""
     if size is None or size >= len(rows):
@@ -263,26 +296,23 @@ def subset(rng: np.random.Generator, rows: np.ndarray, size: int | None) -> np.n
 
 
 class MaxHerding:
-    capabilities = Capabilities(randomized=False)  # deterministic unless a subset option is set
+    capabilities = Capabilities(randomized=False)  # deterministic unless a subset is drawn (see the card)
     name = "maxherding"
 
     def __init__(
         self,
         sigma: float | str = "paper",
-        candidates: int | None = None,
-        reference: int | None = None,
+        candidates: int | str | None = "auto",
+        reference: int | str | None = "auto",
         chunk: int = 4096,
     ) -> None:
         self.sigma = parse_sigma(self.name, sigma)
-        for option, value in (("candidates", candidates), ("reference", reference)):
-            if value is not None and int(value) < 1:
-                raise UserError(f"{self.name} {option} must be a positive count or None (all), got {value}.")
+        self.candidates = parse_rows(self.name, "candidates", candidates)
+        self.reference = parse_rows(self.name, "reference", reference)
         if int(chunk) < 1:
             raise UserError(f"{self.name} chunk must be a positive integer, got {chunk}.")
-        self.candidates = None if candidates is None else int(candidates)
-        self.reference = None if reference is None else int(reference)
         self.chunk = int(chunk)
-        if self.candidates is not None or self.reference is not None:  # seeded subsets: seeds differ
+        if isinstance(self.candidates, int) or isinstance(self.reference, int):  # seeded subsets: seeds differ
             self.capabilities = dataclasses.replace(self.capabilities, randomized=True)
         self.history: list[float] = []
 
@@ -306,8 +336,9 @@ class MaxHerding:
         if count <= 0:
             return Selection(np.zeros(0, dtype=np.int64), scores=np.zeros(0), stats={})
         rng = ctx.rng()  # one generator, drawn in a fixed order: reference, candidates, median sample
-        ref_rows = subset(rng, np.arange(ctx.pool_size, dtype=np.int64), self.reference)
-        cand_rows = subset(rng, free, None if self.candidates is None else max(self.candidates, count))
+        ref_rows = subset(rng, np.arange(ctx.pool_size, dtype=np.int64), subset_size(self.reference, ctx.pool_size))
+        want = subset_size(self.candidates, len(free))
+        cand_rows = subset(rng, free, None if want is None else max(want, count))
         feats = ctx.features_tensor()
         dev = feats.device
         ref = feats[torch.as_tensor(ref_rows, device=dev)]
@@ -326,6 +357,7 @@ class MaxHerding:
             "coverage_after": result.objective[-1] / total if total > 0 else 0.0,
             "candidates": int(len(cand_rows)),
             "reference": int(len(ref_rows)),
+            "subsampled": int(len(cand_rows) < len(free) or len(ref_rows) < ctx.pool_size),
             "gain_evaluations": int(result.evaluations),
             **wstats,
         }

@@ -43,7 +43,8 @@ set on a held-out split of it, which needs the picks' labels (a ``labels`` read 
 pool here): T is an option instead, 1 (no scaling) by default. The kernel is on the pretrained
 pool features (the public code reads a self-supervised model's, SimCLR in its README); its option
 to use the classifier's own embeddings is not offered. The public code draws a random candidate
-subset (at most 35,000); here `candidates` does (None: every unselected sample).
+subset (at most 35,000); here `candidates` does ("auto": every unselected sample up to 20,000, a
+seeded 20,000 beyond; None: every one).
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class UHerding(MaxHerding):
         uncertainty: str = "margin",
         temperature: float = 1.0,
         sigma: float | str = "adaptive",
-        candidates: int | None = None,
-        reference: int | None = None,
+        candidates: int | str | None = "auto",
+        reference: int | str | None = "auto",
         chunk: int = 4096,
     ) -> None:
         if uncertainty not in UNCERTAINTIES:

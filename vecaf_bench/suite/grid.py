@@ -88,7 +88,7 @@ from ..results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
     "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts",
-    "recipes",
+    "recipes", "expected",
 )
 # keys the grid sets for each run: refused under base / a selector / a dataset
 GRID_KEYS = ("selector", "dataset", "label_budget", "seed", "run_name")
@@ -612,6 +612,15 @@ def expand_suite(
                         (grid, f"the grid of suite {source}"),
                     ])
                     runs.append(SuiteRun(rid, point, cfg))
+    if data.get("expected") is not None:  # the published numbers: checked now, read by leaderboard --expected
+        from ..board.expected import parse_expected
+
+        ds_budgets = {str(r.point.dataset): [] for r in runs}
+        for r in runs:
+            if not r.point.whole_pool and r.point.label_budget not in ds_budgets[str(r.point.dataset)]:
+                ds_budgets[str(r.point.dataset)].append(r.point.label_budget)
+        names = list(dict.fromkeys([sel for sel, _, _, _ in sel_specs] + [label for _, label, _, _ in sel_specs]))
+        parse_expected(data["expected"], source, names, ds_budgets)
     ids = [r.run_id for r in runs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
