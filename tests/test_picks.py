@@ -31,9 +31,13 @@ def test_csv_opens_as_a_table_and_label_studio_tasks_point_at_the_images(tmp_pat
 
 
 def test_runs_selected_json_and_plain_lists_read_as_indices_or_paths(tmp_path):
-    (tmp_path / "selected.json").write_text(json.dumps({"indices": [4, 1, 7], "selector": "vecaf", "seed": 0}))
+    (tmp_path / "selected.json").write_text(json.dumps({"pool_size": 90, "mode": "grow", "rounds": [[4, 1], [7]]}))
+    (tmp_path / "config.yaml").write_text("selector: vecaf\nbackbone: timm:resnet18\nseed: 3\ndataset: mnist\n")
     s = read_picks(tmp_path / "selected.json")
     assert s.indices == [4, 1, 7] and s.selector == "vecaf" and len(s) == 3
+    assert (s.backbone, s.seed, s.dataset, s.pool_size) == ("timm:resnet18", 3, "mnist", 90)
+    (tmp_path / "selected.json").write_text(json.dumps({"pool_size": 90, "mode": "reselect", "rounds": [[4], [7, 2]]}))
+    assert read_picks(tmp_path / "selected.json").indices == [7, 2], "reselect: the last round is the selection"
     (tmp_path / "ints.json").write_text("[3, 2]")
     assert read_picks(tmp_path / "ints.json").indices == [3, 2]
     (tmp_path / "paths.json").write_text('["x.png", "y.png"]')

@@ -63,6 +63,7 @@ def _config_option(key: str, default: Any = None, *names: str) -> Any:
 def run(
     # flags named after RunConfig fields (tests/test_config_schema.py checks the names and help texts)
     selector: str | None = _config_option("selector"),
+    selection: str | None = _config_option("selection"),
     dataset: str | None = _config_option("dataset"),
     backbone: str | None = _config_option("backbone"),
     weights: str | None = _config_option("weights"),
@@ -95,6 +96,7 @@ def run(
     # the runner imports torch and timm (seconds): only after the input is checked
     flags = dict(
         selector=selector,
+        selection=selection,
         dataset=dataset,
         backbone=backbone,
         weights=weights,
@@ -132,7 +134,8 @@ def run(
     host.check_run_names(cfg)
     from .run.selection_round import check_selector_options
 
-    check_selector_options(host, cfg.selector, cfg.selector_options)
+    if not cfg.selection:
+        check_selector_options(host, cfg.selector, cfg.selector_options)
     from .run.recipes import check_recipe_options
 
     check_recipe_options(host, cfg.recipe, cfg.recipe_options)
@@ -145,23 +148,69 @@ def run(
 @app.command()
 @friendly
 def select(
-    features: str = typer.Option(..., help="Pool features, an (N, d) .npy file."),
+    dataset: str | None = typer.Option(
+        None, help="A folder of images to choose from (flat, nested or class folders); picks are paths in it."
+    ),
+    features: str | None = typer.Option(None, help="Or: pool features, an (N, d) .npy file; picks are row indices."),
     budget: str = typer.Option(..., help="Images to select: a count (100) or a fraction (0.05, 5%)."),
-    selector: str = typer.Option("random", help="Selector plugin name."),
-    labels: str | None = typer.Option(None, help="(N,) integer labels .npy, for selectors that use labels."),
-    selected: str | None = typer.Option(None, help="JSON list of indices picked earlier (kept, not re-picked)."),
+    selector: str = typer.Option("random", help="Selector plugin name (label-free ones on a folder)."),
+    out: str = typer.Option(
+        ..., help="Picks file: .csv, .jsonl or .json (Label Studio); with --features, a JSON list of indices."
+    ),
+    backbone: str = typer.Option("timm:tf_efficientnet_lite0", help="With --dataset: the feature backbone."),
+    weights: str = typer.Option("default", help="With --dataset: default | hub | shipped | none | PATH."),
+    image_size: int | None = typer.Option(None, help="With --dataset: input size (default: the backbone's)."),
+    format_: str | None = typer.Option(None, "--format", help="csv | jsonl | label-studio (default: by extension)."),
+    url_prefix: str | None = typer.Option(
+        None, help="Label Studio: data.image = this prefix + the path (e.g. /data/local-files/?d=photos/)."
+    ),
+    selected: list[str] = typer.Option(
+        [], help="Earlier picks, kept and grown (a picks file; with --features a JSON list of indices; repeatable)."
+    ),
+    exclude: list[str] = typer.Option([], help="With --dataset: picks files of images never to pick (repeatable)."),
+    preview: str | None = typer.Option(None, help="With --dataset: a contact sheet of the picks and a random draw."),
+    labels: str | None = typer.Option(None, help="With --features: (N,) integer labels .npy, for label-using selectors."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps."),
     set_: list[str] = typer.Option([], "--set", help="Selector option: --set tau=0.07 (repeatable)."),
     plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
-    out: str = typer.Option(..., help="Where to write the selected indices (a JSON list of ints)."),
+    on_corrupt: str = typer.Option("skip", help="With --dataset: skip | error on an image that fails to decode."),
+    cache_dir: str | None = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE, ~/.cache/vecaf-bench)."),
+    batch_size: int = typer.Option(64, help="With --dataset: images per feature-extraction batch."),
+    num_workers: int = typer.Option(0, help="With --dataset: DataLoader workers decoding images."),
 ) -> None:
-    """Selection alone, on precomputed features (how the papers' released scripts are used)."""
-    from .selectfile import select_from_files
+    """Choose what to label: one selector on a folder of images (or on precomputed features)."""
+    if (dataset is None) == (features is None):
+        raise UserError("select needs one of --dataset FOLDER (a folder of images) or --features F.npy (an (N, d) "
+                        "array), not both and not neither.")
+    if on_corrupt not in ("skip", "error"):
+        raise UserError(f"--on-corrupt '{on_corrupt}' is unknown; use skip or error.")
+    if features is not None:
+        folder_only = [f for f, v in (("--exclude", exclude), ("--preview", preview), ("--url-prefix", url_prefix),
+                                      ("--format", format_)) if v]
+        if folder_only:
+            raise UserError(f"{', '.join(folder_only)} work with --dataset FOLDER (picks are image paths); with "
+                            "--features the picks are row indices.")
+        if len(selected) > 1:
+            raise UserError("with --features, give one --selected file (a JSON list of indices).")
+        from .selectfile import select_from_files
 
-    select_from_files(
-        features=features, budget=budget, selector=selector, labels=labels, selected=selected, seed=seed,
-        device=device, options=list(set_), plugins=list(plugin), out=out, console=err,
+        select_from_files(
+            features=features, budget=budget, selector=selector, labels=labels,
+            selected=selected[0] if selected else None, seed=seed, device=device, options=list(set_),
+            plugins=list(plugin), out=out, console=err,
+        )
+        return
+    if labels is not None:
+        raise UserError("--labels goes with --features; on a folder a label-using selector reads the class folders.")
+    from .selectfolder import select_from_folder
+
+    assert dataset is not None
+    select_from_folder(
+        dataset=dataset, budget=budget, selector=selector, out=out, backbone=backbone, weights=weights,
+        image_size=image_size, fmt=format_, url_prefix=url_prefix, selected=list(selected), exclude=list(exclude),
+        preview=preview, seed=seed, device=device, options=list(set_), plugins=list(plugin), cache_dir=cache_dir,
+        on_corrupt=on_corrupt, batch_size=batch_size, num_workers=num_workers, console=err,
     )
 
 
@@ -183,26 +232,17 @@ def list_(
     selectors also what they read beyond the pool features (their declared uses)."""
     import inspect
     import sys
-    import warnings
 
     from rich.text import Text
 
-    from .api import Capabilities, VecafBenchDeprecationWarning, capabilities_of
+    from .api import Capabilities
     from .errors import unknown
     from .pluginmanager import PluginHost
     from .registry import KINDS, Entry
+    from .run.selection_round import declared_capabilities
 
     def caps(e: Entry) -> Capabilities | None:
-        """The declared capabilities, read without calling anything: a factory function is opaque."""
-        f = e.factory
-        if not inspect.isclass(f) and not isinstance(getattr(f, "capabilities", None), Capabilities):
-            return None
-        with warnings.catch_warnings():  # legacy `uses` attributes: the run warns, the listing does not
-            warnings.simplefilter("ignore", VecafBenchDeprecationWarning)
-            try:
-                return capabilities_of(f, e.name)
-            except UserError:
-                return None
+        return declared_capabilities(e)
 
     def reads(e: Entry) -> str:
         c = caps(e)

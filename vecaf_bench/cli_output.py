@@ -64,9 +64,13 @@ def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
     table.add_column(style="bold")
     table.add_column()
     cold = (s.get("capabilities") or {}).get("cold_start")
+    given = s.get("selection")
     rows = [
         ("selector", f"{s['selector']} (uses: {', '.join(s['uses']) or 'features only'})"
-         + (f", round 0 by {cold}" if cold else "")),
+         + (f", round 0 by {cold}" if cold else "")) if not given else
+        ("picks", f"{given['file']}: {given['size']} images matched by {given['matched_by']}"
+         + (f", made by {given['selector']}" if given.get("selector") else "")
+         + (f" on {given['backbone']}" if given.get("backbone") else "")),
         ("dataset", f"{s['dataset']}: pool {s['pool_size']}, {_val_text(s)}test {s['test_size']}, "
                     f"{s['num_classes']} classes"),
         ("backbone", f"{s['backbone']} @ {s['image_size'] or 'default'} px on {s['device']}"),

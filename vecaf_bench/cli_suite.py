@@ -8,6 +8,7 @@ their own. The work is in `suite/` and `board/`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -83,7 +84,10 @@ def leaderboard(
         help="Folder of runs (every summary.json under it; default: runs/, where run and suite write); "
              "not needed with --from-wandb.",
     ),
-    fmt: str = typer.Option("table", "--format", help="table | markdown | csv | json."),
+    fmt: str = typer.Option(
+        "table", "--format", help="table | markdown | csv | json | html (one self-contained page: tables, plots, "
+                                  "method cards, configs; with -o)."
+    ),
     plot: str | None = typer.Option(
         None, help="Write the plots: FILE.png (accuracy vs batches) and FILE-budgets.png (budget sweep)."
     ),
@@ -143,9 +147,15 @@ def leaderboard(
     lb.fill_uses(records)
     board = lb.build_board(records, target=target, target_fraction=target_fraction, reference=reference)
     board.notes.extend(scan.notes())
-    rendered = lb.render(board, fmt)
-    if published is not None:
-        verdicts = ex.judge(board, published)
+    verdicts = ex.judge(board, published) if published is not None else None
+    if fmt == "html":
+        from .board.html import to_html
+
+        extra = ex.to_markdown(published, verdicts) if published is not None else ""
+        rendered: Any = to_html(board, source=where, extra_markdown=extra)
+    else:
+        rendered = lb.render(board, fmt)
+    if published is not None and fmt != "html":
         if fmt == "markdown":
             rendered = str(rendered) + ex.to_markdown(published, verdicts)
         elif fmt == "json":

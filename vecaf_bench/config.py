@@ -198,6 +198,12 @@ class RunConfig(_Schema):
     """One run: what to select with, on what data and backbone, under which budgets."""
 
     selector: str = Field(default="random", description="Selector plugin name (see `vecaf-bench list selectors`).")
+    selection: OptStr = Field(
+        default=None,
+        description="Finetune on this selection instead of running a selector: a picks file of `vecaf-bench "
+                    "select` (.csv, .jsonl, Label Studio .json; paths matched to the pool) or a run's selected.json "
+                    "(pool indices).",
+    )
     selector_options: dict[str, Any] = Field(
         default_factory=dict,
         description="The selector's own options, checked by the selector: --set selector_options.<name>=VALUE.",

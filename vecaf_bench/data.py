@@ -183,22 +183,38 @@ def take(source: ImageSource, indices: np.ndarray, tag: str) -> ImageSource:
     return RelabeledImages(source, indices, labels, f"{source.fingerprint}/{tag}")
 
 
-def with_validation(splits: DatasetSplits, fraction: float, seed: int = VAL_SPLIT_SEED) -> DatasetSplits:
+def with_validation(
+    splits: DatasetSplits, fraction: float, seed: int = VAL_SPLIT_SEED, reserved: np.ndarray | None = None
+) -> DatasetSplits:
     """SPLITS with a validation split: the dataset's own, else FRACTION of the pool per class,
     held out of the pool (a selector never sees it). Every class keeps at least one pool image;
-    a class with one image stays whole in the pool. FRACTION 0: no validation split."""
+    a class with one image stays whole in the pool. FRACTION 0: no validation split.
+
+    RESERVED (pool positions of a given selection): those stay in the pool and the validation split
+    is carved from the other images, so that every image a person labelled is trained on."""
     if splits.val is not None:
         info = {**splits.info, "val": {"size": len(splits.val), "fraction": None, "seed": None, "source": "dataset"}}
         return replace(splits, info=info)
     if fraction <= 0:
         return replace(splits, info={**splits.info, "val": None})
     labels = np.asarray(splits.pool.labels, dtype=np.int64)
-    keep, held = stratified_split(labels, fraction, seed)
     tag = f"val{fraction}s{seed}"
+    source = "carved from the pool"
+    if reserved is None:
+        keep, held = stratified_split(labels, fraction, seed)
+    else:
+        others = np.setdiff1d(np.arange(len(labels)), np.asarray(reserved, dtype=np.int64))
+        if not len(others):
+            raise UserError(f"the given selection holds every pool image ({len(labels)}), so no validation split can "
+                            "be carved beside it; --set val_fraction=0 runs without one.")
+        keep_o, held_o = stratified_split(labels[others], fraction, seed)
+        keep, held = np.sort(np.concatenate([np.asarray(reserved, dtype=np.int64), others[keep_o]])), others[held_o]
+        digest = hashlib.sha256(np.sort(np.asarray(reserved, dtype=np.int64)).tobytes()).hexdigest()[:12]
+        tag += f"r{digest}"
+        source = "carved from the pool outside the given selection"
     info = {
         **splits.info,
-        "val": {"size": int(len(held)), "fraction": float(fraction), "seed": int(seed),
-                "source": "carved from the pool"},
+        "val": {"size": int(len(held)), "fraction": float(fraction), "seed": int(seed), "source": source},
     }
     return replace(
         splits,

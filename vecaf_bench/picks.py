@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ class Picks:
     backbone: str | None = None
     seed: int | None = None
     source: str = ""  # the file it was read from
+    pool_size: int | None = None  # a run's selected.json: the size of the pool its indices point into
+    dataset: str | None = None  # a run's selected.json: the dataset it was made on
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.paths)
@@ -137,10 +139,12 @@ def read_picks(path: str | Path, url_prefix: str | None = None) -> Picks:
         else:
             data = json.loads(text)
             first = {}
-            if isinstance(data, dict) and "indices" in data:  # a run's selected.json
-                out.indices = [int(i) for i in data["indices"]]
-                out.selector, out.backbone = data.get("selector"), data.get("backbone")
-                out.seed = data.get("seed")
+            if isinstance(data, dict) and "rounds" in data:  # a run's selected.json
+                rounds = [[int(i) for i in r] for r in data["rounds"]]
+                grown = data.get("mode", "grow") != "reselect"
+                out.indices = [i for r in rounds for i in r] if grown else (rounds[-1] if rounds else [])
+                out.pool_size = int(data["pool_size"]) if data.get("pool_size") is not None else None
+                _run_origin(p, out)
                 return out
             if isinstance(data, list) and data and all(isinstance(t, dict) and "data" in t for t in data):
                 out.paths = [_strip_prefix(str(t["data"]["image"]), url_prefix) for t in data]
@@ -168,6 +172,20 @@ def read_picks(path: str | Path, url_prefix: str | None = None) -> Picks:
     return out
 
 
+def _run_origin(selected: Path, out: Picks) -> None:
+    """Selector, backbone, seed and dataset of the run whose selected.json this is, from its config.yaml."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((selected.parent / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    if isinstance(cfg, dict):
+        out.selector, out.backbone = cfg.get("selector"), cfg.get("backbone")
+        out.seed = cfg.get("seed") if isinstance(cfg.get("seed"), int) else None
+        out.dataset = cfg.get("dataset")
+
+
 def match_paths(wanted: Sequence[str], pool: Sequence[str], what: str) -> list[int]:
     """Pool indices of `wanted` paths; paths not in the pool are refused, how many and the first few."""
     where = {p: i for i, p in enumerate(pool)}
@@ -177,3 +195,51 @@ def match_paths(wanted: Sequence[str], pool: Sequence[str], what: str) -> list[i
         raise UserError(f"{what}: {len(missing)} of its {len(wanted)} images are not in the folder ({few}"
                         f"{', ...' if len(missing) > 5 else ''}). Check that it was made on this folder.")
     return [where[p] for p in wanted]
+
+
+def match_portable(
+    wanted: Sequence[str], pool: Sequence[str], what: str, elsewhere: Mapping[str, Sequence[str]] | None = None
+) -> tuple[list[int], str]:
+    """Pool indices of WANTED paths made on another copy of the images: the same relative path, else
+    one path ending with the other (picks made on the unlabelled folder, `img_7.png`, found in the
+    labelled copy's `cat/img_7.png`), else the same file name when only one pool image has it.
+    Returns (indices, how they matched). Paths not found are refused, counted and named, with the
+    other splits of the dataset (ELSEWHERE: split name -> its paths) that hold some of them."""
+    where = {p: i for i, p in enumerate(pool)}
+    if all(p in where for p in wanted):
+        return [where[p] for p in wanted], "path"
+    by_name: dict[str, list[int]] = {}
+    for i, p in enumerate(pool):
+        by_name.setdefault(p.rsplit("/", 1)[-1], []).append(i)
+    out: list[int] = []
+    missing: list[str] = []
+    ambiguous: list[str] = []
+    for w in wanted:
+        if w in where:
+            out.append(where[w])
+            continue
+        same = by_name.get(w.rsplit("/", 1)[-1], [])
+        nested = [i for i in same if pool[i].endswith("/" + w) or w.endswith("/" + pool[i])]
+        found = nested if nested else same
+        if len(found) == 1:
+            out.append(found[0])
+        elif found:
+            ambiguous.append(w)
+        else:
+            missing.append(w)
+    if ambiguous:
+        raise UserError(f"{what}: {len(ambiguous)} of its {len(wanted)} paths match several images of the dataset by "
+                        f"file name ({', '.join(ambiguous[:5])}{', ...' if len(ambiguous) > 5 else ''}); write the "
+                        "picks with paths relative to the dataset's folder.")
+    if missing:
+        few = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        held = []
+        for split, paths in (elsewhere or {}).items():
+            names = {p.rsplit("/", 1)[-1] for p in paths}
+            k = sum(m.rsplit("/", 1)[-1] in names for m in missing)
+            if k:
+                held.append(f"{k} are in its {split} split, which is never trained on")
+        raise UserError(f"{what}: {len(missing)} of its {len(wanted)} images are not in the dataset's pool ({few})"
+                        f"{'; ' + '; '.join(held) if held else ''}. Check that the selection was made on these images "
+                        "(paths relative to the folder, or the same file names).")
+    return out, "file name"

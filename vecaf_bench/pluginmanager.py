@@ -203,7 +203,8 @@ class PluginHost:
         check (the model after `timm:`, a dataset folder's contents) is checked when it is made."""
         from .shifts import parse_shift
 
-        self.selectors().get(cfg.selector)
+        if not cfg.selection:  # a given selection replaces the selector
+            self.selectors().get(cfg.selector)
         if cfg.cold_start not in (None, "self"):
             hint = "It is cold_start's value: name a label-free selector for round 0, or self."
             self.selectors().get(cfg.cold_start, hint=hint)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .rules import Board, Row
     from .stats import Paired
 
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 SIGNIFICANT = "*"
 
 
@@ -111,6 +111,8 @@ def _diff_text(p: Paired | None, mark: str = SIGNIFICANT) -> str:
 def _bold(text: str, on: bool, style: str) -> str:
     if not on:
         return text
+    if style == "html":
+        return f"<b>{text}</b>"
     return f"**{text}**" if style == "markdown" else f"[bold green]{text}[/]"
 
 
@@ -129,6 +131,10 @@ def _escape(text: str, style: str) -> str:
         from rich.markup import escape
 
         return escape(text)
+    if style == "html":
+        import html
+
+        return html.escape(text)
     return text.replace("|", "\\|")
 
 
@@ -364,6 +370,10 @@ def render(board: Board, fmt: str) -> str | RenderableType:
         return to_markdown(board)
     if fmt == "csv":
         return to_csv(board)
+    if fmt == "html":
+        from .html import to_html
+
+        return to_html(board)
     return to_json(board)
 
 

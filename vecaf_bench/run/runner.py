@@ -39,6 +39,8 @@ from ..transforms import Normalize, data_config_for, eval_transform, train_trans
 from .annotations import text_features
 from .evaluation import Evaluator
 from .features import pool_features
+from .given import NAME as GIVEN
+from .given import GivenSelection, label_text, resolve_selection
 from .outputs import outputs_provider
 from .rank import NoHooks, Rank
 from .recipes import Trainer, make_trainer
@@ -163,8 +165,11 @@ class Runner:
     def run(self, run_dir: Path | None = None, ckpt: dict[str, Any] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         wall_start = time.perf_counter()
-        slot = make_selector(self.host, cfg.selector, cfg.selector_options)
-        cold = self._cold_start(slot)
+        if cfg.selection:
+            slot, cold = self._given_slot(), None
+        else:
+            slot = make_selector(self.host, cfg.selector, cfg.selector_options)
+            cold = self._cold_start(slot)
         device = self.rank.start(resolve_device(cfg.device), cfg.batch_size)
         if not self.rank.main:
             self.console = Console(quiet=True)  # rank 0 alone prints, writes and logs
@@ -172,6 +177,18 @@ class Runner:
             return self._start(slot, cold, device, run_dir, ckpt, wall_start)
         finally:
             self.rank.stop()
+
+    def _given_slot(self) -> SelectorSlot:
+        """The stand-in slot of `run --selection`; its picks are resolved once the dataset is loaded."""
+        cfg = self.cfg
+        if cfg.selector not in ("random", GIVEN):
+            raise UserError(f"--selection {cfg.selection} replaces the selector; drop --selector {cfg.selector} (or the "
+                            "selection to run the selector).")
+        if cfg.rounds != 1:
+            raise UserError(f"--selection {cfg.selection} is one fixed set of picks; it runs with --rounds 1, not "
+                            f"{cfg.rounds}.")
+        placeholder = GivenSelection(np.zeros(0, dtype=np.int64))
+        return SelectorSlot(GIVEN, placeholder, placeholder.capabilities, "vecaf-bench")
 
     def _cold_start(self, slot: SelectorSlot) -> SelectorSlot | None:
         """The selector of round 0 (untrained head): the config's `cold_start`, else the one the
@@ -210,7 +227,13 @@ class Runner:
         tracker_factories = [host.trackers().get(t) for t in cfg.trackers]
         shift_factories = [(s, host.shifts().get(parse_shift(s)[0]).factory) for s in cfg.shifts]
         with rank.main_first():  # rank 0 fills the file index and the shift cache, the others read them
-            splits = with_validation(load_dataset(host, cfg), cfg.val_fraction)
+            if cfg.selection:
+                splits, given = resolve_selection(cfg.selection, load_dataset(host, cfg), cfg.val_fraction)
+                slot = SelectorSlot(GIVEN, given, given.capabilities, "vecaf-bench")
+                if cfg.selector != GIVEN or cfg.label is None:  # the board names the row after the file
+                    cfg = self.cfg = cfg.replace(selector=GIVEN, label=cfg.label or label_text(given.origin))
+            else:
+                splits = with_validation(load_dataset(host, cfg), cfg.val_fraction)
             # OOD splits before the run folder: a bad --shift leaves nothing behind
             input_size = data_config_for(backbone.data_config, cfg.image_size or splits.default_image_size)
             ood = self._ood_splits(splits, shift_factories, int(input_size["input_size"][-1]))
@@ -219,6 +242,8 @@ class Runner:
             raise UserError(f"torchrun started {rank.world} processes for a pool of {pool_size} images; use fewer.")
         whole = slot.capabilities.whole_pool
         label_budget = pool_size if whole else resolve_label_budget(cfg.label_budget, pool_size)
+        if isinstance(slot.selector, GivenSelection):
+            _check_given_size(slot.selector, label_budget, cfg, self.console)
         model = self._model(backbone, splits, device)  # before the run folder: a bad batch size leaves nothing
         check_rounds(label_budget, cfg.batch_budget, cfg.rounds, whole)
         created = run_dir is None
@@ -353,6 +378,8 @@ class Runner:
         run.b_split = [run.info.label_budget] + [0] * (cfg.rounds - 1) if whole else split_evenly(
             run.info.label_budget, cfg.rounds
         )
+        if isinstance(run.slot.selector, GivenSelection):
+            run.b_split = [len(run.slot.selector.positions)]
         trainer = make_trainer(self.host, cfg, model, run.backbone, run.device, self.rank, feats)
         ood_every = cfg.eval_every if cfg.ood_eval_every is None else cfg.ood_eval_every
         evaluator = Evaluator(
@@ -551,6 +578,8 @@ class Runner:
         )
         summary.update(evaluator.ood_summary())
         summary.update(self._judged(run, trainer, evaluator, feature_info))
+        if isinstance(run.slot.selector, GivenSelection):
+            summary["selection"] = run.slot.selector.origin
         fields = identity_fields(self.cfg.to_dict())
         summary.update(identity_hash=identity_hash(fields), identity=fields, devices=run.devices)
         if stopped_by is not None:
@@ -589,6 +618,21 @@ class Runner:
                 "eval_images": evaluator.images_evaluated(),
             },
         }
+
+
+def _check_given_size(given: GivenSelection, label_budget: int, cfg: RunConfig, console: Console) -> None:
+    """A selection larger than the label budget would compare unequal budgets: refused. A smaller one
+    trains on what it holds, and says so."""
+    n = len(given.positions)
+    if n > label_budget:
+        raise UserError(
+            f"--selection {cfg.selection} holds {n:,} images, more than the label budget of {label_budget:,} "
+            f"({cfg.label_budget}). Pass --label-budget {n} (the runs it is compared with need the same budget), or "
+            "a smaller selection."
+        )
+    if n < label_budget:
+        console.print(f"[yellow]--selection holds {n:,} images, fewer than the label budget of {label_budget:,}: the "
+                      "run trains on those alone.", highlight=False)
 
 
 def _apply_resume_flags(

@@ -74,6 +74,24 @@ def build_context(
     )
 
 
+def declared_capabilities(entry: Any) -> Capabilities | None:
+    """A registry entry's declared capabilities, read without calling anything (a factory function
+    is opaque: None)."""
+    import warnings
+
+    from ..api import VecafBenchDeprecationWarning
+
+    f = entry.factory
+    if not inspect.isclass(f) and not isinstance(getattr(f, "capabilities", None), Capabilities):
+        return None
+    with warnings.catch_warnings():  # legacy `uses` attributes: the run warns, a listing does not
+        warnings.simplefilter("ignore", VecafBenchDeprecationWarning)
+        try:
+            return capabilities_of(f, entry.name)
+        except UserError:
+            return None
+
+
 @dataclass(frozen=True)
 class SelectorSlot:
     """A selector built from the registry, with its declared capabilities."""

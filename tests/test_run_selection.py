@@ -1,0 +1,115 @@
+"""`vecaf-bench run --selection FILE`: finetuning on a selection made elsewhere (portable selections).
+
+Picks made by `select` on an unlabelled folder are evaluated on the labelled copy of the same
+images, with another backbone; a run's selected.json is replayed exactly; the board names the
+row after the file; every mismatch is one paragraph with exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY, run_dirs, selected_of, summary_of
+from PIL import Image
+from sklearn.datasets import load_digits
+
+FAST = ["--image-size", "32", "--batch-size", "16"]
+TRAIN = ["--batch-budget", "4", "--eval-every", "2", "--batch-size", "16", "--image-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same 150 digit images twice: flat and unlabelled, and sorted into train/<class>/ with a
+    val/<class>/ test split of 60 more."""
+    d = load_digits()
+    top = tmp_path_factory.mktemp("copies")
+    unlabelled, labelled = top / "unlabelled", top / "labelled"
+    for i in range(210):
+        im = Image.fromarray((d.images[i] * 15).astype(np.uint8)).resize((24, 24)).convert("RGB")
+        if i < 150:
+            unlabelled.mkdir(exist_ok=True)
+            im.save(unlabelled / f"img_{i:04d}.png")
+        split = "train" if i < 150 else "val"
+        (labelled / split / str(d.target[i])).mkdir(parents=True, exist_ok=True)
+        im.save(labelled / split / str(d.target[i]) / f"img_{i:04d}.png")
+    return unlabelled, labelled
+
+
+def test_picks_from_the_unlabelled_folder_train_on_the_labelled_copy_with_another_backbone(cli, copies, tmp_path):
+    unlabelled, labelled = copies
+    r = cli("select", "--dataset", unlabelled, "--budget", "20", "--selector", "kmeans", *FAST,
+            "--out", tmp_path / "picks.csv")
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "picks.csv", newline="") as f:
+        picked = [row["path"] for row in csv.DictReader(f)]
+    run = cli("run", "--selection", tmp_path / "picks.csv", "--dataset", labelled, "--label-budget", "20",
+              "--backbone", "timm:resnet18", "--weights", "none", *TRAIN, "--out", tmp_path / "runs")
+    assert run.exit_code == 0, run.output
+    s = summary_of(tmp_path / "runs")
+    assert s["selector"] == "selection" and s["label"] == "picks.csv (kmeans, timm:tf_efficientnet_lite0@32px)"
+    assert s["selection"]["size"] == 20 and s["selection"]["matched_by"] == "file name"
+    assert s["selection"]["backbone"] == "timm:tf_efficientnet_lite0@32px" and s["backbone"] == "timm:resnet18"
+    assert s["val"]["source"] == "carved from the pool outside the given selection" and s["val_size"] > 0
+    # the run trained on exactly the picked images, in pick order
+    from vecaf_bench.data import with_validation
+    from vecaf_bench.datastore import forget_indexes
+    from vecaf_bench.pluginmanager import PluginHost
+    from vecaf_bench.run.given import relative_paths, resolve_selection
+    from vecaf_bench.run.setup import load_dataset
+
+    forget_indexes()
+    from vecaf_bench.config import build_config
+
+    cfg = build_config(None, {"dataset": str(labelled)}, [])
+    splits, given = resolve_selection(str(tmp_path / "picks.csv"), load_dataset(PluginHost([]), cfg), 0.1)
+    paths = relative_paths(splits.pool)
+    (rounds,) = selected_of(run_dirs(tmp_path / "runs")[0])
+    assert [paths[i].split("/", 1)[1] for i in rounds] == picked
+    val_paths = set(relative_paths(splits.val))
+    assert not val_paths & {paths[i] for i in rounds}, "no pick is held out for validation"
+    assert len(with_validation(splits, 0.1).pool) == len(splits.pool)
+    board = cli("leaderboard", tmp_path / "runs", "--format", "markdown")
+    assert board.exit_code == 0, board.output
+    assert "picks.csv (kmeans, timm:tf_efficientnet_lite0@32px)" in board.output
+
+
+def test_a_runs_selected_json_replays_the_same_picks(cli, tmp_path):
+    first = cli("run", *TINY, "--selector", "kmeans", "--out", tmp_path / "a")
+    assert first.exit_code == 0, first.output
+    source = run_dirs(tmp_path / "a")[0]
+    again = cli("run", *TINY, "--selection", source / "selected.json", "--out", tmp_path / "b")
+    assert again.exit_code == 0, again.output
+    s = summary_of(tmp_path / "b")
+    assert selected_of(run_dirs(tmp_path / "b")[0]) == selected_of(source)
+    assert s["selection"]["matched_by"] == "index" and s["selection"]["selector"] == "kmeans"
+    assert s["label"].startswith("selected.json (kmeans")
+
+
+def test_selection_mismatches_are_one_paragraph_with_exit_2(cli, copies, tmp_path):
+    unlabelled, labelled = copies
+    (tmp_path / "foreign.csv").write_text("rank,path\n1,img_0001.png\n2,cat.png\n3,img_0170.png\n")
+    (tmp_path / "big.json").write_text(json.dumps([f"img_{i:04d}.png" for i in range(40)]))
+    (tmp_path / "far.json").write_text(json.dumps([3, 5, 100000]))
+    (tmp_path / "sel").mkdir()
+    (tmp_path / "sel" / "selected.json").write_text(json.dumps({"pool_size": 5, "mode": "grow", "rounds": [[0, 1]]}))
+    cases = [
+        (["--dataset", labelled, "--selection", tmp_path / "foreign.csv", "--label-budget", "20"],
+         "2 of its 3 images are not in the dataset's pool (cat.png, img_0170.png); 1 are in its test split"),
+        (["--dataset", labelled, "--selection", tmp_path / "big.json", "--label-budget", "20"],
+         "holds 40 images, more than the label budget of 20"),
+        (["--selection", tmp_path / "far.json"], "1 of its 3 indices are outside this run's pool"),
+        (["--selection", tmp_path / "sel" / "selected.json"], "holds indices into a pool of 5 images"),
+        (["--selection", tmp_path / "far.json", "--selector", "kmeans"], "replaces the selector"),
+        (["--selection", tmp_path / "far.json", "--rounds", "2"], "runs with --rounds 1"),
+        (["--selection", tmp_path / "missing.csv"], "does not exist"),
+    ]
+    for args, words in cases:
+        where = [] if "--dataset" in args else ["--dataset", "digits"]
+        r = cli("run", *TRAIN, *args, *where, "--out", tmp_path / "runs")
+        assert r.exit_code == 2, (args, r.output)
+        assert words in " ".join(r.output.split()), (args, r.output)
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs"), "a refused run leaves no folder"
