@@ -12,7 +12,7 @@ split a team labels once to judge every selection by:
     vecaf-bench select --dataset demo/unlabelled --budget 100 --selector activeft --out picks.csv --preview picks.png
     vecaf-bench run --selection picks.csv --dataset demo/labelled --label-budget 100
 
-`--mirror` adds every silhouette's mirror image too (twice the images, e.g. 20,000 for the
+`--mirror` adds every silhouette's mirror image too (twice the images; `--pool 1000 --mirror`: 20,000 for the
 feature-throughput benchmark).
 """
 

@@ -62,3 +62,15 @@ def test_bad_picks_files_name_the_problem(tmp_path):
     with pytest.raises(UserError, match=r"2 of its 3 images are not in the folder \(q.png, r.png\)"):
         match_paths(["p.png", "q.png", "r.png"], ["p.png", "s.png"], "--selected earlier.csv")
     assert match_paths(["s.png", "p.png"], ["p.png", "s.png"], "x") == [1, 0]
+
+
+def test_written_files_get_the_mode_a_plain_write_gives_so_they_can_be_shared(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = write_picks(tmp_path / "p.csv", PICKS)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's private 0600
+    path.chmod(0o640)
+    write_picks(path, PICKS)
+    assert path.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode

@@ -113,3 +113,64 @@ def test_selection_mismatches_are_one_paragraph_with_exit_2(cli, copies, tmp_pat
         assert words in " ".join(r.output.split()), (args, r.output)
         assert "Traceback" not in r.output
     assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs"), "a refused run leaves no folder"
+
+
+def test_a_suite_sweeps_backbones_over_fixed_selections_and_a_rerun_recomputes_nothing(cli, copies, tmp_path):
+    unlabelled, labelled = copies
+    r = cli("select", "--dataset", unlabelled, "--budget", "20", "--selector", "kmeans", *FAST,
+            "--out", tmp_path / "picks.csv")
+    assert r.exit_code == 0, r.output
+    suite = {
+        "name": "portable",
+        "base": {"batch_size": 16, "eval_every": 2, "image_size": 32},
+        "selectors": ["random", {"name": "selection", "label": "kmeans-picks", "selection": str(tmp_path / "picks.csv")}],
+        "backbones": ["timm:tf_efficientnet_lite0", {"name": "timm:resnet18", "weights": "none", "label": "r18"}],
+        "datasets": [str(labelled)],
+        "label_budgets": [20],
+        "batch_budgets": [4],
+        "seeds": [0],
+    }
+    (tmp_path / "s.yaml").write_text(json.dumps(suite))
+    out = tmp_path / "out"
+    run = cli("suite", tmp_path / "s.yaml", "--out", out)
+    assert run.exit_code == 0, run.output
+    ids = sorted(p.name for p in (out / "portable").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert ids == sorted(f"portable-labelled-20-b4-{sel}-{bb}-s0" for sel in ("random", "kmeans-picks")
+                         for bb in ("tf_efficientnet_lite0", "r18"))
+    with open(tmp_path / "picks.csv", newline="") as f:
+        picked = [row["path"] for row in csv.DictReader(f)]
+    for bb, spec in (("tf_efficientnet_lite0", "timm:tf_efficientnet_lite0"), ("r18", "timm:resnet18")):
+        s = json.loads((out / "portable" / f"portable-labelled-20-b4-kmeans-picks-{bb}-s0" / "summary.json").read_text())
+        assert s["backbone"] == spec and s["label"] == "kmeans-picks" and s["selection"]["size"] == 20
+        assert s["selection"]["selector"] == "kmeans"
+    # the same 20 images under both backbones
+    picks_of = [selected_of(out / "portable" / f"portable-labelled-20-b4-kmeans-picks-{bb}-s0")
+                for bb in ("tf_efficientnet_lite0", "r18")]
+    assert picks_of[0] == picks_of[1] and len(picks_of[0][0]) == len(picked)
+    again = cli("suite", tmp_path / "s.yaml", "--out", out)
+    assert again.exit_code == 0, again.output
+    assert "4 finished earlier (skipped), 0 to resume, 0 to start" in " ".join(again.output.split())
+    board = cli("leaderboard", out / "portable", "--format", "csv")
+    assert board.exit_code == 0, board.output
+    rows = list(csv.DictReader(board.output.splitlines()))
+    names = sorted(row["method"] for row in rows)
+    assert len(names) == 4 and sum("kmeans-picks" in n for n in names) == 2
+    assert any("resnet18" in n for n in names), names  # the backbone tells the rows apart
+
+
+def test_a_suite_names_a_fixed_selection_entry_it_cannot_read(tmp_path):
+    from suite_kit import whole_pool
+
+    from vecaf_bench.errors import UserError
+    from vecaf_bench.suite import grid as st
+
+    base = {"name": "x", "datasets": ["digits"], "label_budgets": [10], "seeds": [0]}
+    with pytest.raises(UserError, match="an entry named 'selection' with the picks file under 'selection:'"):
+        st.expand_suite({**base, "selectors": [{"name": "kmeans", "selection": "p.csv"}]}, "s.yaml",
+                        whole_pool=whole_pool)
+    with pytest.raises(UserError, match="'backbones' axis sets it for every run"):
+        st.expand_suite({**base, "selectors": ["random"], "base": {"backbone": "timm:resnet18"},
+                         "backbones": ["timm:resnet18"]}, "s.yaml", whole_pool=whole_pool)
+    with pytest.raises(UserError, match="twice under 'backbones'"):
+        st.expand_suite({**base, "selectors": ["random"], "backbones": ["timm:resnet18", "resnet18"]}, "s.yaml",
+                        whole_pool=whole_pool)

@@ -47,7 +47,8 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             )
             raise typer.Exit(128 + getattr(signal, e.signal_name, signal.SIGINT)) from None
         except KeyboardInterrupt:
-            err.print("[yellow]Interrupted before training started; nothing to resume (cached features are kept).")
+            err.print("[yellow]Interrupted before training started.[/] The pool features extracted so far are kept: "
+                      "the same command continues their extraction where it stopped.", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper

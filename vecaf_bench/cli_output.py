@@ -74,7 +74,9 @@ def print_run_summary(s: dict[str, Any], run_dir: str | Path) -> None:
         ("dataset", f"{s['dataset']}: pool {s['pool_size']}, {_val_text(s)}test {s['test_size']}, "
                     f"{s['num_classes']} classes"),
         ("backbone", f"{s['backbone']} @ {s['image_size'] or 'default'} px on {s['device']}"),
-        ("label budget", f"{s['label_budget']} images ({s['label_budget_requested']})"),
+        ("label budget", f"{s['label_budget']} images"
+                         + ("" if str(s["label_budget_requested"]) == str(s["label_budget"]) else
+                            f" ({s['label_budget_requested']})")),
         ("batch budget", f"{s['steps']}/{s['batch_budget']} steps x {s['batch_size']}"),
         ("test top-1 / top-5", f"[bold green]{s['test_top1']:.2f}%[/] / {s['test_top5']:.2f}%"),
         *_best_rows(s),

@@ -77,7 +77,8 @@ def write_preview(
     left = contact_sheet([pool.images.image(int(i)) for i in shown], [str(k + 1) for k in range(len(shown))], cols)
     right = contact_sheet([pool.images.image(int(i)) for i in draw], [None] * len(draw), cols)
     scale = 1 / 80  # inches per pixel at 80 dpi
-    fig, axes = plt.subplots(1, 2, figsize=(2 * left.shape[1] * scale + 0.6, left.shape[0] * scale + 0.9), dpi=80)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * left.shape[1] * scale + 0.6, left.shape[0] * scale + 0.9), dpi=80,
+                             layout="constrained")  # room for the title above the panels' own
     more = f" (ranks 1-{len(shown)} of {len(picks)})" if len(picks) > len(shown) else ""
     titles = [f"{selector}: {len(picks)} picks{more}", f"random: {len(draw)} of the {len(candidates)} candidates "
               f"(seed {seed})"]
@@ -85,9 +86,8 @@ def write_preview(
         ax.imshow(sheet, interpolation="nearest")
         ax.set_title(title, fontsize=11, loc="left")
         ax.set_axis_off()
-    fig.suptitle(f"{Path(str(pool.root)).name}: what {selector} chose, and what chance would", fontsize=12, x=0.01,
-                 ha="left")
-    fig.tight_layout()
+    fig.suptitle(f"{Path(str(pool.root)).name}: what {selector} chose, and what chance would", fontsize=13, x=0.01,
+                 ha="left", fontweight="bold")
     p = Path(path)
     try:
         with atomic_path(p) as tmp:

@@ -12,7 +12,6 @@ from .budget import resolve_label_budget
 from .config import parse_set
 from .errors import UserError
 from .pluginmanager import PluginHost
-from .progress import make_progress
 from .results import write_json_atomic
 
 _EXPECTED = {
@@ -148,7 +147,7 @@ def select_from_files(
     console: Console | None = None,
 ) -> np.ndarray:
     from .device import resolve_device
-    from .run.selection_round import build_context, make_selector, run_selection
+    from .run.selection_round import make_selector, select_with_bar
 
     console = console or Console(stderr=True, emoji=False)
     # the files first (numpy alone): a bad input is answered before a selector module imports torch
@@ -172,21 +171,10 @@ def select_from_files(
     count = n - len(earlier) if slot.capabilities.whole_pool else resolve_label_budget(budget, n)
     if count > n - len(earlier):
         raise UserError(f"budget {count} is more than the {n - len(earlier)} pool samples not yet selected.")
-    with make_progress(console) as progress:
-        task = progress.add_task(f"selection ({selector})", total=count, info="")
-        ctx = build_context(
-            selector=selector,
-            capabilities=slot.capabilities,
-            features=feats,
-            selected=earlier,
-            seed=seed,
-            device=resolve_device(device),
-            labels=lab,
-            num_classes=int(lab.max()) + 1 if lab is not None and len(lab) else 0,
-            report=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-        result = run_selection(slot, ctx, count)
-        progress.update(task, completed=count)
+    result = select_with_bar(
+        console, slot, count, features=feats, selected=earlier, seed=seed, device=resolve_device(device),
+        labels=lab, num_classes=int(lab.max()) + 1 if lab is not None and len(lab) else 0,
+    )
     out_path = Path(out)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -163,7 +163,7 @@ def select_from_folder(
         check_preview_path(preview)
     host = PluginHost(plugins or [])
     slot_entry = host.selectors().get(selector)
-    from .run.selection_round import build_context, make_selector, run_selection
+    from .run.selection_round import make_selector, select_with_bar
 
     slot = make_selector(host, slot_entry.name, parse_set(options or []), flag="--set ")
     uses = slot.capabilities.uses
@@ -206,22 +206,15 @@ def select_from_folder(
         batch_size=batch_size, num_workers=num_workers, host=host, console=console,
     )
     from .device import resolve_device
-    from .progress import make_progress
 
     position = np.full(n, -1, dtype=np.int64)
     position[keep] = np.arange(len(keep))
     sub = feats if len(keep) == n else np.asarray(feats[keep])
-    with make_progress(console) as progress:
-        task = progress.add_task(f"selection ({selector})", total=count, info="")
-        ctx = build_context(
-            selector=selector, capabilities=slot.capabilities, features=sub,
-            selected=position[np.asarray(earlier, dtype=np.int64)], seed=seed, device=resolve_device(device),
-            labels=pool.images.labels[keep] if "labels" in uses else None,
-            num_classes=len(pool.classes),
-            report=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-        result = run_selection(slot, ctx, count)
-        progress.update(task, completed=count)
+    result = select_with_bar(
+        console, slot, count, features=sub, selected=position[np.asarray(earlier, dtype=np.int64)], seed=seed,
+        device=resolve_device(device), labels=pool.images.labels[keep] if "labels" in uses else None,
+        num_classes=len(pool.classes),
+    )
     rows = keep[result.indices]
     scores = [None] * len(rows) if result.scores is None else [float(s) for s in result.scores]
     picks = Picks(paths=[pool.paths[int(i)] for i in rows], scores=scores, selector=selector, backbone=spec, seed=seed)

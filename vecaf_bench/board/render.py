@@ -28,6 +28,14 @@ FORMATS = ("table", "markdown", "csv", "json", "html")
 SIGNIFICANT = "*"
 
 
+def uses_text(r: Any, sep: str) -> str | None:
+    """What the row's selector read beside the pool features; a fixed selection read a picks file
+    (what its own selector read is in the row's config)."""
+    if r.selector == "selection":
+        return "picks file"
+    return (sep.join(r.uses) or "features") if r.uses is not None else None
+
+
 def check_format(fmt: str) -> None:
     """Refuses an unknown --format, naming the valid ones."""
     if fmt not in FORMATS:
@@ -149,7 +157,7 @@ def _cells(board: Board, r: Row, style: str) -> list[str]:
         e(_budget_text(r)),
         str(r.batch_budget),
         e(r.name),
-        e(", ".join(r.uses) if r.uses else ("features" if r.uses is not None else "?")),
+        e(uses_text(r, ", ") or "?"),
         e(_seeds_text(r)),
         _bold(_pm(r.mean, r.ci), r.best_final, style) + _flag(r),
         _bold(_pm(r.best_mean, r.best_ci), r.best_at_best, style) + (_flag(r) if r.best_mean is not None else ""),
@@ -301,7 +309,7 @@ def row_fields(board: Board, r: Row) -> dict[str, Any]:
         "feature_cached": r.feature_cached, "compute_derived": any(x.compute.derived for x in r.records),
         **{f"ood_{n}": r.ood.get(n) for n in board.ood_names},
         "selection_seconds": r.selection_seconds, "selection_forward_batches": r.selection_forward_batches,
-        "uses": (" ".join(r.uses) or "features") if r.uses is not None else None,
+        "uses": uses_text(r, " "),
     })
     return out
 

@@ -68,7 +68,7 @@ mean +- t(0.975, n-1) * sd / sqrt(n) of the differences) and the two-sided Wilco
 n seeds the smallest exact p is 2 / 2^n, 0.0625 for 5, so p < 0.05 needs at least 6 seeds). The
 other row: among the rows of that selector whose identity equals the row's on the recipe side
 (every identity key but selector, selector_options, label, rounds, cold_start, text_encoder,
-captions, text_domain), else among all rows of that selector, the one with the most seeds, then
+captions, text_domain, selection), else among all rows of that selector, the one with the most seeds, then
 the fewest identity keys set (the plain config), then the first name. When that is the row
 itself there is no comparison (so `random` has no "vs random", and `activeft {tau=0.1}` meets
 plain `activeft`). Differences with no spread over seeds have no interval. The markdown board
@@ -124,7 +124,7 @@ SETTING_KEYS = ("batch_size", "eval_every", "ood_eval_every", "test_fraction", "
 NOT_METHOD = frozenset({"seed", "dataset", "label_budget", "batch_budget", *SETTING_KEYS})
 #: identity keys of how a method picks; the rest (recipe, train.*, backbone, ...) is its recipe side
 SELECTOR_SIDE = frozenset({"selector", "selector_options", "label", "rounds", "cold_start", "text_encoder",
-                           "captions", "text_domain"})
+                           "captions", "text_domain", "selection"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -234,6 +234,20 @@ class Picked:
     forward_images: int = 0
 
 
+def select_with_bar(console: Any, slot: SelectorSlot, count: int, **context: Any) -> Picked:
+    """One selection under a progress bar, for the `select` command. The bar's total is what the
+    selector reports (iterations, not picks), so it is closed at that total, never at `count`."""
+    from ..progress import make_progress
+
+    with make_progress(console) as progress:
+        task = progress.add_task(f"selection ({slot.name})", total=count, info="")
+        report = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
+        ctx = build_context(selector=slot.name, capabilities=slot.capabilities, report=report, **context)
+        result = run_selection(slot, ctx, count)
+        progress.update(task, completed=progress.tasks[0].total)
+    return result
+
+
 def run_selection(slot: SelectorSlot, ctx: SelectionContext, count: int) -> Picked:
     """The selector's picks, checked (count, range, uniqueness, not picked before); a crash
     inside the plugin becomes one paragraph naming it and where it failed."""

@@ -31,6 +31,17 @@ A suite YAML (see `benchmarks/*.yaml`)::
     recipes: [finetune, linear-probe]   # optional: the finetuning recipe as a grid axis (names, or
                                  # - name: lp-ft / recipe_options: {probe_fraction: 0.3}); run ids then
                                  # end in -<recipe>-s<seed>. Without it every run uses base's recipe.
+    backbones:                   # optional: the backbone as a grid axis (specs, or mappings with
+      - timm:tf_efficientnet_lite0   # weights, image_size and label); run ids then hold -<label>.
+      - {name: timm:resnet18, weights: none, image_size: 64, label: r18-scratch}
+
+A fixed selection (a picks file `vecaf-bench select` wrote, or a run's selected.json) is a
+selector entry named `selection` with the file under `selection:`; with a `backbones` axis, the
+same picks are evaluated with every backbone (portable selections)::
+
+    selectors:
+      - random
+      - {name: selection, label: activeft-picks, selection: picks.csv}
 
 A selector that takes the whole pool (`full`, the reference curve) runs once per dataset x batch
 budget x recipe x seed, not once per label budget. Every run's config goes through the same validation as
@@ -88,7 +99,7 @@ from ..results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
     "name", "description", "base", "selectors", "datasets", "label_budgets", "seeds", "batch_budgets", "shifts",
-    "recipes", "expected",
+    "recipes", "backbones", "expected",
 )
 # keys the grid sets for each run: refused under base / a selector / a dataset
 GRID_KEYS = ("selector", "dataset", "label_budget", "seed", "run_name")
@@ -140,6 +151,7 @@ class GridPoint:
     seed: int
     whole_pool: bool = False
     recipe: str | None = None  # the suite's recipes axis; None: the suite has none (the config's recipe)
+    backbone: str | None = None  # the backbones axis entry's label; None: the suite has none
 
 
 @dataclass
@@ -172,7 +184,9 @@ def run_id_for(suite: str, point: GridPoint) -> str:
     data = sanitize(Path(point.dataset).name or point.dataset)
     budget = "all" if point.whole_pool else sanitize(str(point.label_budget))
     recipe = f"-{sanitize(point.recipe)}" if point.recipe else ""
-    return f"{sanitize(suite)}-{data}-{budget}-b{point.batch_budget}-{sanitize(point.label)}{recipe}-s{point.seed}"
+    backbone = f"-{sanitize(point.backbone)}" if point.backbone else ""
+    return (f"{sanitize(suite)}-{data}-{budget}-b{point.batch_budget}-{sanitize(point.label)}{backbone}{recipe}"
+            f"-s{point.seed}")
 
 
 def load_suite(
@@ -210,7 +224,7 @@ def check_options(suite: Suite) -> None:
     for run in suite.runs:
         cfg = run.config
         key = json.dumps([cfg.selector, cfg.selector_options, cfg.plugins], sort_keys=True, default=str)
-        if key in seen:
+        if key in seen or cfg.selection:  # a fixed selection runs no selector
             continue
         seen.add(key)
         host = hosts.setdefault(tuple(cfg.plugins), PluginHost(list(cfg.plugins)))
@@ -342,6 +356,30 @@ def _recipes(value: Any, source: str) -> list[tuple[str, dict[str, Any]]] | None
     return out
 
 
+BACKBONE_ENTRY_KEYS = ("label", "weights", "image_size")
+
+
+def _backbones(value: Any, source: str) -> list[tuple[str, str, dict[str, Any]]] | None:
+    """The backbones axis: (spec, label, the run config keys it sets); None when absent."""
+    if value is None:
+        return None
+    out = []
+    for spec, opts in _entries(value, "backbones", source):
+        extra = sorted(set(opts) - set(BACKBONE_ENTRY_KEYS))
+        if extra:
+            raise UserError(f"backbone '{spec}' in suite {source} has key '{extra[0]}'; an entry of 'backbones' takes "
+                            f"only name, {', '.join(BACKBONE_ENTRY_KEYS)}.")
+        keys = {k: opts[k] for k in ("weights", "image_size") if k in opts}
+        short = spec.split(":", 1)[1] if spec.startswith("timm:") else spec
+        label = str(opts.get("label") or short + (f"@{keys['image_size']}px" if "image_size" in keys else ""))
+        out.append((spec, label, keys))
+    labels = [lab for _, lab, _ in out]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"suite {source} lists the backbone {sorted({x for x in labels if labels.count(x) > 1})[0]!r} "
+                        "twice under 'backbones'; give each entry its own 'label:'.")
+    return out
+
+
 def _budgets(values: list[Any], where: str) -> list[str]:
     out: list[str] = []
     for v in values:
@@ -367,7 +405,7 @@ def _ints(values: list[Any], key: str, where: str) -> list[int]:
 SET_AXES = {"selector": "selectors", "selectors": "selectors", "dataset": "datasets", "datasets": "datasets",
             "label_budget": "label_budgets", "label_budgets": "label_budgets", "seed": "seeds", "seeds": "seeds",
             "batch_budget": "batch_budgets", "batch_budgets": "batch_budgets", "shifts": "shifts",
-            "recipe": "recipes", "recipes": "recipes"}
+            "recipe": "recipes", "recipes": "recipes", "backbone": "backbones", "backbones": "backbones"}
 
 
 def _text(values: Any) -> str:
@@ -384,6 +422,9 @@ def _old_axis(data: Mapping[str, Any], axis: str, base: Mapping[str, Any], sourc
         top = [base.get("batch_budget", RunConfig().batch_budget)]
     if axis == "recipes":
         names = [n for n, _ in _entries(top, axis, source)] if top else [base.get("recipe", "finetune")]
+        return _text(names)
+    if axis == "backbones":
+        names = [n for n, _ in _entries(top, axis, source)] if top else [base.get("backbone", RunConfig().backbone)]
         return _text(names)
     per: dict[str, str] = {}
     for ds, opts in _entries(data.get("datasets"), "datasets", source):
@@ -433,6 +474,8 @@ def _set_axes(data: Mapping[str, Any], given: dict[str, Any], base: dict[str, An
                 base.pop("batch_budget", None)
         if axis == "recipes":
             base.pop("recipe", None)
+        if axis == "backbones":
+            base.pop("backbone", None)
         shown = _text(values) if isinstance(raw, list) else str(raw)
         if old != _text(values):
             notes.append(f"--set {key}={shown} replaces the grid axis {key} {old}")
@@ -532,6 +575,14 @@ def expand_suite(
                 raise UserError(f"'{key}' under 'base' in {source}: the suite's 'recipes' axis sets it for every "
                                 "run; give the recipe's options in its entry (- name: lp-ft, recipe_options: {...}).")
 
+    backbones = _backbones(data.get("backbones"), source)
+    if backbones is not None and "backbone" in base:
+        raise UserError(f"'backbone' under 'base' in {source}: the suite's 'backbones' axis sets it for every run; "
+                        "drop one of them.")
+    if "selection" in base:
+        raise UserError(f"'selection' under 'base' in {source}: a fixed selection is one selector entry, "
+                        f"- {{name: selection, label: NAME, selection: {base['selection']}}}, beside the others.")
+
     sel_specs = []
     labels_seen: dict[str, str] = {}
     for sel, opts in selectors:
@@ -543,6 +594,15 @@ def expand_suite(
                     f"'{k}' {where} would give one selector other budgets or seeds than the rest; the suite refuses "
                     f"an unmatched comparison. Set it for every selector (suite level or under a dataset)."
                 )
+        if "selection" in opts or sel == "selection":
+            if sel != "selection" or not opts.get("selection"):
+                raise UserError(
+                    f"selector entry '{sel}' in {source}: a fixed selection is an entry named 'selection' with the "
+                    "picks file under 'selection:', e.g. - {name: selection, label: activeft-picks, "
+                    "selection: picks.csv}."
+                )
+            # its label is fixed here, so that the run's config.yaml is the suite's (a re-run finds it)
+            opts.setdefault("label", Path(str(opts["selection"])).stem)
         label = str(opts.pop("label", sel))
         if label in labels_seen:
             raise UserError(
@@ -554,7 +614,9 @@ def expand_suite(
             raise UserError(f"'recipe' {where}: the suite's 'recipes' axis sets every run's recipe; drop the key, or "
                             "drop the axis and give each selector entry its own recipe.")
         notes += _overridden(given, opts, f"under selector '{label}'")
-        sel_specs.append((sel, label, opts, whole_pool(sel)))
+        if backbones is not None and "backbone" in opts:
+            raise UserError(f"'backbone' {where}: the suite's 'backbones' axis sets every run's backbone.")
+        sel_specs.append((sel, label, opts, False if sel == "selection" else whole_pool(sel)))
 
     runs: list[SuiteRun] = []
     for ds, ds_opts in datasets:
@@ -578,13 +640,17 @@ def expand_suite(
             raise UserError(f"suite {source} gives no seeds for dataset '{ds}': add 'seeds: [0, 1, 2]' (or "
                             "--set seed=0).")
         shifts = _shifts_for(ds, ds_opts.pop("shifts", None), top_shifts, source)
+        if backbones is not None and "backbone" in ds_opts:
+            raise UserError(f"'backbone' {where}: the suite's 'backbones' axis sets every run's backbone.")
         axis: list[tuple[str | None, dict[str, Any]]] = list(recipes) if recipes is not None else [(None, {})]
-        for batch, (recipe, recipe_opts), (sel, label, sel_opts, whole) in (
-            (b, r, s) for b in batches for r in axis for s in sel_specs
+        bb_axis: list[tuple[str | None, str | None, dict[str, Any]]] = (
+            list(backbones) if backbones is not None else [(None, None, {})])
+        for batch, (spec, bb_label, bb_keys), (recipe, recipe_opts), (sel, label, sel_opts, whole) in (
+            (b, k, r, s) for b in batches for k in bb_axis for r in axis for s in sel_specs
         ):
             for budget in (["all"] if whole else budgets):
                 for seed in seeds:
-                    point = GridPoint(ds, budget, batch, sel, label, seed, whole, recipe)
+                    point = GridPoint(ds, budget, batch, sel, label, seed, whole, recipe, bb_label)
                     rid = run_id_for(name, point)
                     grid: dict[str, Any] = dict(
                         selector=sel,
@@ -603,6 +669,8 @@ def expand_suite(
                             grid["recipe_options"] = recipe_opts
                     if shifts is not None:
                         grid["shifts"] = shifts
+                    if spec is not None:
+                        grid.update(backbone=spec, **bb_keys)
                     cfg = _layered_config([
                         ({"wandb_group": name}, "the suite's name"),
                         (base, f"under 'base' in {source}"),
@@ -654,15 +722,19 @@ def _matched_keys(flat: Mapping[str, Any]) -> list[str]:
     return keys
 
 
-def _cells(suite: Suite) -> dict[tuple[str, str, int], list[SuiteRun]]:
-    cells: dict[tuple[str, str, int], list[SuiteRun]] = {}
+def _cells(suite: Suite) -> dict[tuple[str, str, int, str | None], list[SuiteRun]]:
+    """Runs compared with each other: one dataset x label budget x batch budget (x backbone, on a
+    backbones axis), with the whole-pool runs of that dataset x batch budget (x backbone)."""
+    cells: dict[tuple[str, str, int, str | None], list[SuiteRun]] = {}
     for r in suite.runs:
         if not r.point.whole_pool:
-            cells.setdefault((r.point.dataset, r.point.label_budget, r.point.batch_budget), []).append(r)
+            p = r.point
+            cells.setdefault((p.dataset, p.label_budget, p.batch_budget, p.backbone), []).append(r)
     for r in suite.runs:
         if r.point.whole_pool:
-            mine = [k for k in cells if k[0] == r.point.dataset and k[2] == r.point.batch_budget]
-            for k in mine or [(r.point.dataset, "all", r.point.batch_budget)]:
+            p = r.point
+            mine = [k for k in cells if k[0] == p.dataset and k[2] == p.batch_budget and k[3] == p.backbone]
+            for k in mine or [(p.dataset, "all", p.batch_budget, p.backbone)]:
                 cells.setdefault(k, []).append(r)
     return cells
 
@@ -673,8 +745,8 @@ def _show(runs: list[str]) -> str:
 
 def check_matching(suite: Suite) -> None:
     """Refuses a suite whose selectors would not be compared under the same conditions."""
-    for (ds, budget, batch), runs in _cells(suite).items():
-        cell = f"{ds} / label budget {budget} / {batch} batches"
+    for (ds, budget, batch, bb), runs in _cells(suite).items():
+        cell = f"{ds} / label budget {budget} / {batch} batches" + (f" / backbone {bb}" if bb else "")
         flats = {r.run_id: _flat_config(r.config) for r in runs}
         keys = _matched_keys(next(iter(flats.values())))
         for key in keys:
