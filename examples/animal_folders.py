@@ -22,15 +22,18 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
 
 # the script beside this one reads the packaged silhouettes; run from examples/ or by path
 from imagenet_r_silhouettes import load_animal_mnist
+from PIL import Image, ImageOps
 
 
-def write(out: Path, pool: int = 800, mirror: bool = False, seed: int = 0) -> tuple[int, int]:
-    """(pool images written, test images written)."""
-    images, labels = load_animal_mnist()
+def write(out: Path, pool: int = 800, mirror: bool = False, seed: int = 0,
+          images: np.ndarray | None = None, labels: np.ndarray | None = None) -> tuple[int, int]:
+    """(pool images written, test images written). `images` (N, H, W) uint8 and `labels` default to
+    the silhouettes; the README's test passes scikit-learn's digits through the same layout."""
+    if images is None or labels is None:
+        images, labels = load_animal_mnist()
     rng = np.random.default_rng(seed)
     chosen, held = [], []
     for k in np.unique(labels):

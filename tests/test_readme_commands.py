@@ -9,18 +9,26 @@ reason it cannot run on a CI machine. A new README command that is neither fails
 
 What the test changes, and nothing else:
 - `run`: tiny-budget flags appended (TINY_RUN; `--dataset digits` unless the command names an
-  embedded dataset) and `--out` set to a folder of the command's own;
+  embedded dataset or a folder made here) and `--out` set to a folder of the command's own;
+- `select` on an image folder: `--image-size 32` appended (TINY_SELECT; the features are the cost);
 - `suite`: the suite file the command names is the repository's, with its grid shrunk
-  (TINY_SUITE) before it is written into the working folder;
+  (TINY_SUITE) before it is written into the working folder; a suite that evaluates a fixed
+  selection keeps its datasets and label budgets (the selection is made for them);
 - the environment: HF_HUB_OFFLINE=1, WANDB_MODE=offline, a temporary working folder, data root
   and home (for `~`), and the tests' shared feature cache.
 Files a command names are made from the README's own blocks where it shows them (a block whose
 first line is `# <path>`, such as `# my.yaml`); the few it names without showing (a user's own
-features, captions, downloaded archives) are made by MADE_HERE, each with its reason.
+features, captions, downloaded archives, image folders) are made by MADE_HERE, each with its
+reason, and files that depend on an earlier command's output (a list of images to exclude, which
+must not hold an earlier pick) by MADE_BEFORE, just before the command that names them.
+A README line that is not a `vecaf-bench` command but sets up what the next ones use (the
+labelling demo's folders, then `cd demo`) is in SETUP: the test does the same in Python, and the
+commands after it in its section run in that folder, as the user's do.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -41,11 +49,14 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from vecaf_bench.cli import app
+from vecaf_bench.picks import read_picks
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SHELL_LANGS = {"", "bash", "sh", "shell", "console"}
 
+# appended to every `vecaf-bench select --dataset FOLDER`: the input size of the extracted features
+TINY_SELECT = ["--image-size", "32"]
 # appended to every `vecaf-bench run`: the training cost (always replaced) ...
 TINY_RUN = ["--image-size", "32", "--batch-budget", "6", "--batch-size", "8", "--eval-every", "3"]
 # ... and these only where the command does not give its own
@@ -64,6 +75,8 @@ TINY_SUITE: dict[str, Any] = {
 EXCUSED: dict[str, str] = {
     "python -m venv .venv && . .venv/bin/activate && pip install -e .":
         "pip install: needs the network; the test itself runs in that install",
+    "pip install --no-deps animal-mnist":
+        "pip install: needs the network; SETUP writes the demo's folders from scikit-learn's digits instead",
     'pip install -e ".[test]" && pytest -n auto':
         "pip install needs the network, and pytest is the whole test suite this file is part of",
     "vecaf-bench run --dataset /data/my-images --backbone timm:resnet50 --image-size 224 --device cuda":
@@ -83,8 +96,33 @@ EXCUSED: dict[str, str] = {
         "8 GPUs, ImageNet and DINO weights from the hub (tests/test_ddp.py runs torchrun with 2 CPU processes)",
 }
 
+# README lines that set up the next commands (not `vecaf-bench` lines): done here in Python (the
+# workspace fixture), and the commands after it in the same README section run in `cwd`
+@dataclass(frozen=True)
+class Setup:
+    why: str
+    cwd: str
+
+
+DEMO = "python examples/animal_folders.py demo && cd demo"
+SETUP: dict[str, Setup] = {
+    DEMO: Setup("the example's own `write` lays out the demo folders, from scikit-learn's digits instead of the "
+                "silhouettes (animal-mnist is installed with --no-deps, outside the test extras)", "demo"),
+}
+
 # runs that read another command's results: run that one first
-NEEDS = {"vecaf-bench leaderboard --plot smoke.png": "vecaf-bench suite benchmarks/smoke.yaml"}
+_ROUND1 = "vecaf-bench select --dataset unlabelled --budget 100 --selector activeft --out picks.csv --preview picks.png"
+NEEDS = {
+    "vecaf-bench leaderboard --plot smoke.png": "vecaf-bench suite benchmarks/smoke.yaml",
+    "vecaf-bench run --selection picks.csv --dataset LABELLED_DIR --label-budget 500":
+        "vecaf-bench select --dataset DIR --budget 500 --selector activeft --out picks.csv",
+    "vecaf-bench select --dataset unlabelled --budget 200 --selector activeft --selected picks.csv --exclude "
+    "blurry.csv --out round2.csv": _ROUND1,
+    "vecaf-bench run --selection picks.csv --dataset labelled --label-budget 100 --image-size 64": _ROUND1,
+    "vecaf-bench suite ../examples/labelling.yaml": _ROUND1,
+    "vecaf-bench leaderboard runs/labelling --format html -o board.html":
+        "vecaf-bench suite ../examples/labelling.yaml",
+}
 
 
 # -- reading the README ------------------------------------------------------------------------
@@ -156,8 +194,21 @@ def shown_files(text: str) -> dict[str, str]:
     return out
 
 
+def commands_after_setups(text: str) -> dict[str, str]:
+    """command -> the folder (relative to the working folder) it runs in, for the commands that
+    follow a SETUP line in its `## ` section."""
+    out: dict[str, str] = {}
+    for part in re.split(r"(?m)^(?=## )", text):
+        commands = shell_commands(part)
+        for line, setup in SETUP.items():
+            if line in commands:
+                out.update({c: setup.cwd for c in commands[commands.index(line) + 1:]})
+    return out
+
+
 README_TEXT = README.read_text(encoding="utf-8")
 COMMANDS = shell_commands(README_TEXT)
+IN_FOLDER = commands_after_setups(README_TEXT)
 
 
 @dataclass(frozen=True)
@@ -197,16 +248,52 @@ def option(argv: list[str], name: str) -> str | None:
     return value
 
 
-def tiny_run(argv: list[str], out: Path) -> list[str]:
+def tiny_run(argv: list[str], out: Path, cwd: Path | None = None) -> list[str]:
+    """argv with the tiny budgets; a dataset that is neither embedded nor a folder in `cwd` (made
+    here) becomes digits."""
     extra = list(TINY_RUN)
     for flag, value in TINY_RUN_DEFAULTS.items():
         given = option(argv, flag)
-        if given is None or (flag == "--dataset" and given not in EMBEDDED_DATASETS):
+        here = given is not None and cwd is not None and (cwd / given).is_dir()
+        if given is None or (flag == "--dataset" and given not in EMBEDDED_DATASETS and not here):
             extra += [flag, value]
     return [*argv, *extra, "--out", str(out)]
 
 
 # -- files the README names without showing them -----------------------------------------------
+def _example(name: str) -> Any:
+    """A module of examples/, imported as the scripts there import each other (by their folder)."""
+    sys.path.insert(0, str(REPO / "examples"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "examples"))
+
+
+def write_demo(out: Path, per_class: int, pool: int) -> None:
+    """examples/animal_folders.py's two folders (unlabelled/ and labelled/train|val/), written by
+    its own `write`, from `per_class` real digit images per class, `pool` of them in the pool."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.concatenate([np.flatnonzero(digits.target == k)[:per_class] for k in range(10)])
+    images = np.rint(digits.images[keep] * (255 / 16)).astype(np.uint8)
+    _example("animal_folders").write(out, pool=pool, images=images, labels=digits.target[keep])
+
+
+def make_folder_pair(path: Path) -> None:
+    """DIR (600 unlabelled images, in parts) and LABELLED_DIR (the same with their classes, and
+    100 test images) beside it: one call makes both."""
+    if path.exists():
+        return
+    tmp = path.parent / "_folders"
+    write_demo(tmp, per_class=70, pool=60)
+    (tmp / "unlabelled").rename(path.parent / "DIR")
+    (tmp / "labelled").rename(path.parent / "LABELLED_DIR")
+    tmp.rmdir()
+
+
+
 def _png(rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")
@@ -258,6 +345,24 @@ MADE_HERE: dict[str, tuple[str, Callable[[Path], None]]] = {
     "~/Downloads/imagenet-r.tar": ("the 2 GB download: a tar of two ImageNet-R classes, three images each",
                                    make_imagenet_r_tar),
     "~/Downloads/ImageNet-Sketch.zip": ("the 8 GB download: a zip in its layout, two classes", make_sketch_zip),
+    "DIR": ("the user's folder of unlabelled images: 600 digits as PNG files", make_folder_pair),
+    "LABELLED_DIR": ("the same images labelled (class folders) with a test split", make_folder_pair),
+}
+
+
+def make_exclusions(path: Path) -> None:
+    """Three images of the folder that the first round did not pick, as a picks file with a path
+    column (what a person lists by hand)."""
+    picked = set(read_picks(path.parent / "picks.csv").paths)
+    images = sorted(p.relative_to(path.parent / "unlabelled").as_posix()
+                    for p in (path.parent / "unlabelled").rglob("*.png"))
+    path.write_text("path\n" + "\n".join([i for i in images if i not in picked][:3]) + "\n")
+
+
+# name (in the command's folder) -> (why, how); made just before the first command that names it
+MADE_BEFORE: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "blurry.csv": ("the user's own list of images nobody should label: three the first round did not pick",
+                   make_exclusions),
 }
 
 
@@ -270,8 +375,18 @@ class Workspace:
     data: Path
     results: dict[str, Result]
 
-    def path(self, name: str) -> Path:
-        return self.home / name[2:] if name.startswith("~/") else self.cwd / name
+    def path(self, name: str, command: str = "") -> Path:
+        """Where `name` is for `command` (in the folder a SETUP line moved it to)."""
+        return self.home / name[2:] if name.startswith("~/") else self.cwd_of(command) / name
+
+    def cwd_of(self, command: str) -> Path:
+        return self.cwd / IN_FOLDER[command] if command in IN_FOLDER else self.cwd
+
+
+def in_repo(command: str, name: str) -> Path:
+    """The repository's file `name`, as `command` names it from the folder the README runs it in
+    (demo/ need not exist in the repository: the path is normalised, not resolved)."""
+    return Path(os.path.normpath(REPO / IN_FOLDER.get(command, ".") / name))
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +401,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     for name, (_, make) in MADE_HERE.items():
         ws.path(name).parent.mkdir(parents=True, exist_ok=True)
         make(ws.path(name))
+    write_demo(ws.cwd / SETUP[DEMO].cwd, per_class=60, pool=40)  # DEMO, as the example script does it
     return ws
 
 
@@ -299,14 +415,21 @@ def _expand_home(argv: list[str], ws: Workspace) -> list[str]:
     return [str(ws.home / w[2:]) if w.startswith("~/") else w for w in argv]
 
 
-def _suite_file(argv: list[str], ws: Workspace) -> None:
+def _fixed_selection(selector: Any) -> bool:
+    return isinstance(selector, dict) and selector.get("name") == "selection"
+
+
+def _suite_file(command: str, argv: list[str], ws: Workspace) -> None:
     name = next(w for w in argv[1:] if not w.startswith("-"))
-    data = yaml.safe_load((REPO / name).read_text())
+    data = yaml.safe_load(in_repo(command, name).read_text())
     base = {**data.get("base", {}), **TINY_SUITE["base"]}
     base["train"] = {**data.get("base", {}).get("train", {}), **TINY_SUITE["base"]["train"]}
-    data.update({**TINY_SUITE, "base": base})
-    ws.path(name).parent.mkdir(parents=True, exist_ok=True)
-    ws.path(name).write_text(yaml.safe_dump(data, sort_keys=False))
+    tiny = dict(TINY_SUITE)
+    if any(_fixed_selection(s) for s in data["selectors"]):  # the picks belong to its dataset and budget
+        tiny = {k: v for k, v in tiny.items() if k not in ("datasets", "label_budgets")}
+    data.update({**tiny, "base": base})
+    ws.path(name, command).parent.mkdir(parents=True, exist_ok=True)
+    ws.path(name, command).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def execute(command: str, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Result:
@@ -321,11 +444,16 @@ def execute(command: str, ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Res
     argv = _expand_home(parsed.argv, ws)
     sub = subcommand(argv)
     if sub == "run":
-        argv = tiny_run(argv, out_dir(command, ws))
+        argv = tiny_run(argv, out_dir(command, ws), ws.cwd_of(command))
     elif sub == "suite":
-        _suite_file(argv, ws)
+        _suite_file(command, argv, ws)
+    elif sub == "select" and option(argv, "--dataset") is not None:
+        argv = [*argv, *TINY_SELECT]
+    for name, (_, make) in MADE_BEFORE.items():
+        if name in argv and not ws.path(name, command).exists():
+            make(ws.path(name, command))
     with monkeypatch.context() as mp:
-        mp.chdir(ws.cwd)
+        mp.chdir(ws.cwd_of(command))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("VECAF_BENCH_DATA", str(ws.data))
@@ -363,19 +491,31 @@ def check_outputs(command: str, result: Result, ws: Workspace) -> None:
         assert summary["status"] == "finished", summary
         assert summary["steps"] == int(TINY_RUN[TINY_RUN.index("--batch-budget") + 1])
     elif sub == "select":
-        picked = json.loads(ws.path(option(argv, "--out") or "").read_text())
-        assert picked and len(set(picked)) == len(picked)
+        picks = read_picks(ws.path(option(argv, "--out") or "", command))
+        picked = picks.paths if picks.indices is None else picks.indices
+        assert len(picked) == len(set(picked)), picked
+        budget = option(argv, "--budget") or ""
+        assert picked and (not budget.isdigit() or len(picked) == int(budget)), (budget, len(picked))
+        earlier = option(argv, "--selected")
+        if earlier is not None:
+            first = read_picks(ws.path(earlier, command)).paths
+            assert not set(picks.paths) & set(first), "round 2 picks new images only"
+        preview = option(argv, "--preview")
+        assert preview is None or Image.open(ws.path(preview, command)).size[0] > 100
     elif sub == "suite":
-        suite = yaml.safe_load((ws.path(argv[1])).read_text())
-        ledger = json.loads((ws.cwd / "runs" / suite["name"] / "suite.json").read_text())
+        suite = yaml.safe_load((ws.path(argv[1], command)).read_text())
+        ledger = json.loads((ws.cwd_of(command) / "runs" / suite["name"] / "suite.json").read_text())
         assert {r["status"] for r in ledger["runs"]} == {"finished"}, ledger["counts"]
         assert {r["selector"] for r in ledger["runs"]} == {s if isinstance(s, str) else s["name"]
                                                            for s in suite["selectors"]}
     elif sub == "leaderboard":
         plot = option(argv, "--plot")
-        assert plot is None or ws.path(plot).stat().st_size > 0
-        ran = {r["selector"] for p in (ws.cwd / "runs").glob("*/suite.json") for r in json.loads(p.read_text())["runs"]}
-        assert ran and all(name in result.output for name in ran), result.output
+        assert plot is None or ws.path(plot, command).stat().st_size > 0
+        runs = ws.cwd_of(command) / "runs"
+        ran = {r["selector"] for p in runs.glob("*/suite.json") for r in json.loads(p.read_text())["runs"]}
+        written = option(argv, "-o") or option(argv, "--output")
+        board = ws.path(written, command).read_text() if written else result.output
+        assert ran and all(name in board for name in ran), board
     elif sub == "data prepare":
         name = next(w for w in argv[2:] if not w.startswith("-"))
         assert (ws.data / name).is_dir() and any((ws.data / name).iterdir())
@@ -401,7 +541,7 @@ def test_every_readme_command_is_run_or_excused() -> None:
     """A README command must run here or be excused with a reason; an excuse must still name a
     README command (so the table cannot keep excuses for commands that are gone)."""
     assert len(COMMANDS) > 10, COMMANDS
-    neither = [c for c in COMMANDS if c not in EXCUSED and parse(c) is None]
+    neither = [c for c in COMMANDS if c not in EXCUSED and c not in SETUP and parse(c) is None]
     assert not neither, (
         f"README commands this test can neither run nor finds excused: {neither}. Write them as "
         "`vecaf-bench ...` lines (one command a line), or add them to EXCUSED with the reason.")
@@ -414,7 +554,10 @@ def test_every_readme_command_is_run_or_excused() -> None:
 def test_every_file_a_readme_command_names_is_shown_or_made_here() -> None:
     """A command's file argument comes from a README block (`# <path>` on its first line), from
     the repository (a suite file), or from MADE_HERE; otherwise a user could not run it either."""
-    known = set(shown_files(README_TEXT)) | set(MADE_HERE)
+    known = set(shown_files(README_TEXT)) | set(MADE_HERE) | set(MADE_BEFORE)
+    for command in RUNNABLE:  # what a command writes, a later one reads (their order: NEEDS)
+        argv = parse(command).argv  # type: ignore[union-attr]
+        known |= {v for v in (option(argv, "--out"), option(argv, "-o")) if v is not None}
     missing = []
     for command in RUNNABLE:
         parsed = parse(command)
@@ -423,7 +566,7 @@ def test_every_file_a_readme_command_names_is_shown_or_made_here() -> None:
             value = word.split("=", 1)[-1]  # `--set captions=caps.csv` names caps.csv
             written = before in ("--out", "--plot")  # what the command writes
             if re.search(r"\.(ya?ml|npy|csv|jsonl|tar|zip|gz|py)$", value) and not written:
-                if value not in known and not (REPO / value).is_file():
+                if value not in known and not in_repo(command, value).is_file():
                     missing.append((command, value))
     assert not missing, missing
 
