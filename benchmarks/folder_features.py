@@ -200,7 +200,8 @@ def markdown(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--folder", default=None, help="an image folder (default: 20,000 silhouettes written to a temp dir)")
+    ap.add_argument("--folder", default=None,
+                    help="an image folder (default: 20,000 silhouettes written to a temp dir)")
     ap.add_argument("--backbone", default=BACKBONE)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=64, help="select's default")

@@ -123,7 +123,8 @@ def test_a_suite_sweeps_backbones_over_fixed_selections_and_a_rerun_recomputes_n
     suite = {
         "name": "portable",
         "base": {"batch_size": 16, "eval_every": 2, "image_size": 32},
-        "selectors": ["random", {"name": "selection", "label": "kmeans-picks", "selection": str(tmp_path / "picks.csv")}],
+        "selectors": ["random",
+                      {"name": "selection", "label": "kmeans-picks", "selection": str(tmp_path / "picks.csv")}],
         "backbones": ["timm:tf_efficientnet_lite0", {"name": "timm:resnet18", "weights": "none", "label": "r18"}],
         "datasets": [str(labelled)],
         "label_budgets": [20],
@@ -140,7 +141,8 @@ def test_a_suite_sweeps_backbones_over_fixed_selections_and_a_rerun_recomputes_n
     with open(tmp_path / "picks.csv", newline="") as f:
         picked = [row["path"] for row in csv.DictReader(f)]
     for bb, spec in (("tf_efficientnet_lite0", "timm:tf_efficientnet_lite0"), ("r18", "timm:resnet18")):
-        s = json.loads((out / "portable" / f"portable-labelled-20-b4-kmeans-picks-{bb}-s0" / "summary.json").read_text())
+        run = out / "portable" / f"portable-labelled-20-b4-kmeans-picks-{bb}-s0"
+        s = json.loads((run / "summary.json").read_text())
         assert s["backbone"] == spec and s["label"] == "kmeans-picks" and s["selection"]["size"] == 20
         assert s["selection"]["selector"] == "kmeans"
     # the same 20 images under both backbones

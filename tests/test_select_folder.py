@@ -197,7 +197,8 @@ def test_corrupt_images_are_listed_and_skipped_or_fatal(cli, tmp_path):
     root = tmp_path / "mixed"
     write_digits(root, 30, nested=False)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    skip = cli("select", "--dataset", root, "--budget", "30", "--selector", "random", *FAST, "--out", tmp_path / "s.csv")
+    skip = cli("select", "--dataset", root, "--budget", "30", "--selector", "random", *FAST,
+               "--out", tmp_path / "s.csv")
     assert skip.exit_code == 0, skip.output
     assert "skipped 1 corrupt image" in skip.output and "broken.png" in skip.output
     assert "broken.png" not in (tmp_path / "s.csv").read_text()

@@ -170,13 +170,15 @@ def select(
     ),
     exclude: list[str] = typer.Option([], help="With --dataset: picks files of images never to pick (repeatable)."),
     preview: str | None = typer.Option(None, help="With --dataset: a contact sheet of the picks and a random draw."),
-    labels: str | None = typer.Option(None, help="With --features: (N,) integer labels .npy, for label-using selectors."),
+    labels: str | None = typer.Option(
+        None, help="With --features: (N,) integer labels .npy, for label-using selectors."),
     seed: int = typer.Option(0, help="Seed."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps."),
     set_: list[str] = typer.Option([], "--set", help="Selector option: --set tau=0.07 (repeatable)."),
     plugin: list[str] = typer.Option([], help="Import a plugin module that is not installed (repeatable)."),
     on_corrupt: str = typer.Option("skip", help="With --dataset: skip | error on an image that fails to decode."),
-    cache_dir: str | None = typer.Option(None, help="Feature cache (default: $VECAF_BENCH_CACHE, ~/.cache/vecaf-bench)."),
+    cache_dir: str | None = typer.Option(
+        None, help="Feature cache (default: $VECAF_BENCH_CACHE, ~/.cache/vecaf-bench)."),
     batch_size: int = typer.Option(64, help="With --dataset: images per feature-extraction batch."),
     num_workers: int = typer.Option(0, help="With --dataset: DataLoader workers decoding images."),
 ) -> None:

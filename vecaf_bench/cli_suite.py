@@ -147,7 +147,7 @@ def leaderboard(
     lb.fill_uses(records)
     board = lb.build_board(records, target=target, target_fraction=target_fraction, reference=reference)
     board.notes.extend(scan.notes())
-    verdicts = ex.judge(board, published) if published is not None else None
+    verdicts = ex.judge(board, published) if published is not None else []
     if fmt == "html":
         from .board.html import to_html
 

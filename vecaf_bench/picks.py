@@ -61,7 +61,7 @@ def format_for(path: str | Path, fmt: str | None = None) -> str:
     return EXTENSIONS[ext]
 
 
-def _score(v: float | None) -> float | None:
+def _score(v: Any) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else float(v)
 
 

@@ -216,7 +216,7 @@ def select_from_folder(
         num_classes=len(pool.classes),
     )
     rows = keep[result.indices]
-    scores = [None] * len(rows) if result.scores is None else [float(s) for s in result.scores]
+    scores: list[float | None] = [None] * len(rows) if result.scores is None else [float(s) for s in result.scores]
     picks = Picks(paths=[pool.paths[int(i)] for i in rows], scores=scores, selector=selector, backbone=spec, seed=seed)
     write_picks(out, picks, out_fmt, url_prefix)
     grown = f", after the {len(earlier):,} of --selected" if earlier else ""

@@ -53,7 +53,7 @@ class TopUncertainty:
             free = np.sort(ctx.rng().choice(free, size=max(self.candidates, count), replace=False))
         what = () if self.reads == "mc_probs" else (self.reads,)  # mc_probs: asked for by mc_dropout
         out = ctx.pool_outputs(free, what=what, mc_dropout=self.mc_dropout, dropout=self.dropout)
-        s = np.asarray(self.score(getattr(out, self.reads)), dtype=np.float64)
+        s = np.asarray(type(self).score(getattr(out, self.reads)), dtype=np.float64)
         order = np.argsort(-s, kind="stable")[:count]  # stable on ascending `free`: ties to the lower index
         stats = {
             "uncertainty_picked": float(s[order].mean()),

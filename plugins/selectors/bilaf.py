@@ -297,7 +297,7 @@ class BiLAF:
             self.pseudo_classes.append(free[members[j]])
             ctx.report(k + j + 1, 2 * k)
         indices = np.concatenate([cores, np.asarray(boundary, dtype=np.int64)])
-        scores = np.concatenate([np.full(k, 2.0), -np.asarray(boundary_scores, dtype=np.float64)])
+        order_scores = np.concatenate([np.full(k, 2.0), -np.asarray(boundary_scores, dtype=np.float64)])
         stats = {
             "cores": int(k),
             "noise": int(noise),
@@ -305,7 +305,7 @@ class BiLAF:
             "boundary_score_mean": float(np.mean(boundary_scores)) if boundary_scores else 0.0,
             "activeft_loss": float(core_fit.history[-1]) if core_fit.history else 0.0,
         }
-        return Selection(indices, scores=scores, stats=stats)
+        return Selection(indices, scores=order_scores, stats=stats)
 
 
 @hookimpl

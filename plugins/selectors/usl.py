@@ -160,9 +160,9 @@ class USL:
         for name, value in counts.items():
             if int(value) < 1:
                 raise UserError(f"usl {name} must be a positive integer, got {value}.")
-        for name, value in (("lam", lam), ("horizon", horizon), ("alpha", alpha), ("tol", tol)):
-            if not float(value) >= 0:
-                raise UserError(f"usl {name} must be >= 0, got {value}.")
+        for name, real in (("lam", lam), ("horizon", horizon), ("alpha", alpha), ("tol", tol)):
+            if not float(real) >= 0:
+                raise UserError(f"usl {name} must be >= 0, got {real}.")
         if not 0.0 <= float(momentum) < 1.0:
             raise UserError(f"usl momentum must be in [0, 1), got {momentum}.")
         self.knn, self.iterations, self.n_init = int(knn), int(iterations), int(n_init)

@@ -108,7 +108,8 @@ def parse_expected(
     from ..config import parse_label_budget
 
     if not isinstance(section, Mapping):
-        raise _fail(where, f"'expected' must be a mapping with {', '.join(SECTION_KEYS)}, got {type(section).__name__}.")
+        raise _fail(where, f"'expected' must be a mapping with {', '.join(SECTION_KEYS)}, "
+                    f"got {type(section).__name__}.")
     _keys(section, SECTION_KEYS, where, "'expected'")
     metric = str(section.get("metric", "final"))
     if metric not in METRICS:
@@ -155,7 +156,7 @@ def parse_expected(
             tols = tols if isinstance(tols, list) else [tols] * len(lbs)
             if len(tols) != len(lbs):
                 raise _fail(where, f"{row_at}: tolerance must be one number or one per label budget.")
-            for b, v, t in zip(lbs, values, tols):
+            for b, v, t in zip(lbs, values, tols, strict=True):
                 if v is None:
                     continue
                 tol = _number(t, where, f"{row_at} tolerance")
@@ -268,7 +269,7 @@ def to_rich(expected: Expected, verdicts: Sequence[Verdict]) -> Any:
     for h in HEAD:
         table.add_column(h, justify="right" if h in ("published", "ours", "gap", "seeds") else "left")
     style = {"within": "green", "below": "red", "above": "yellow", "not run": "dim"}
-    for v, line in zip(verdicts, lines(verdicts)):
+    for v, line in zip(verdicts, lines(verdicts), strict=True):
         table.add_row(*line[:-1], Text(line[-1], style=style[v.verdict]))
     return Group(table, Text(summary_line(expected, verdicts)))
 

@@ -80,9 +80,9 @@ def resolve_selection(path: str, splits: DatasetSplits, val_fraction: float) -> 
         if picks.pool_size is not None and picks.pool_size != n:
             made = f" on dataset '{picks.dataset}'" if picks.dataset else ""
             raise UserError(
-                f"{what} holds indices into a pool of {picks.pool_size:,} images (the run that wrote it{made}), but this "
-                f"run's pool has {n:,}: the indices would name other images. Evaluate it on the same dataset and "
-                "val_fraction, or select by image paths (vecaf-bench select --dataset FOLDER writes them)."
+                f"{what} holds indices into a pool of {picks.pool_size:,} images (the run that wrote it{made}), "
+                f"but this run's pool has {n:,}: the indices would name other images. Evaluate it on the same "
+                "dataset and val_fraction, or select by image paths (vecaf-bench select --dataset FOLDER writes them)."
             )
         bad = pos[(pos < 0) | (pos >= n)]
         if len(bad):
@@ -92,8 +92,8 @@ def resolve_selection(path: str, splits: DatasetSplits, val_fraction: float) -> 
     else:
         pool_paths = relative_paths(splits.pool)
         if pool_paths is None:
-            raise UserError(f"{what} names images by path, but dataset '{splits.name}' is held in memory, not as files. "
-                            "Give a run's selected.json (pool indices) for it, or run on a folder dataset.")
+            raise UserError(f"{what} names images by path, but dataset '{splits.name}' is held in memory, not as "
+                            "files. Give a run's selected.json (pool indices) for it, or run on a folder dataset.")
         elsewhere = {name: p for name, src in (("test", splits.test), ("validation", splits.val))
                      if src is not None and (p := relative_paths(src)) is not None}
         raw, how = match_portable([p.replace("\\", "/") for p in picks.paths], pool_paths, what, elsewhere)

@@ -182,8 +182,8 @@ class Runner:
         """The stand-in slot of `run --selection`; its picks are resolved once the dataset is loaded."""
         cfg = self.cfg
         if cfg.selector not in ("random", GIVEN):
-            raise UserError(f"--selection {cfg.selection} replaces the selector; drop --selector {cfg.selector} (or the "
-                            "selection to run the selector).")
+            raise UserError(f"--selection {cfg.selection} replaces the selector; drop --selector {cfg.selector} "
+                            "(or the selection to run the selector).")
         if cfg.rounds != 1:
             raise UserError(f"--selection {cfg.selection} is one fixed set of picks; it runs with --rounds 1, not "
                             f"{cfg.rounds}.")

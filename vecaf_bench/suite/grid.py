@@ -369,7 +369,7 @@ def _backbones(value: Any, source: str) -> list[tuple[str, str, dict[str, Any]]]
         if extra:
             raise UserError(f"backbone '{spec}' in suite {source} has key '{extra[0]}'; an entry of 'backbones' takes "
                             f"only name, {', '.join(BACKBONE_ENTRY_KEYS)}.")
-        keys = {k: opts[k] for k in ("weights", "image_size") if k in opts}
+        keys: dict[str, Any] = {k: opts[k] for k in ("weights", "image_size") if k in opts}
         short = spec.split(":", 1)[1] if spec.startswith("timm:") else spec
         label = str(opts.get("label") or short + (f"@{keys['image_size']}px" if "image_size" in keys else ""))
         out.append((spec, label, keys))
@@ -683,7 +683,7 @@ def expand_suite(
     if data.get("expected") is not None:  # the published numbers: checked now, read by leaderboard --expected
         from ..board.expected import parse_expected
 
-        ds_budgets = {str(r.point.dataset): [] for r in runs}
+        ds_budgets: dict[str, list[Any]] = {str(r.point.dataset): [] for r in runs}
         for r in runs:
             if not r.point.whole_pool and r.point.label_budget not in ds_budgets[str(r.point.dataset)]:
                 ds_budgets[str(r.point.dataset)].append(r.point.label_budget)
