@@ -105,6 +105,10 @@ def test_selection_mismatches_are_one_paragraph_with_exit_2(cli, copies, tmp_pat
         (["--selection", tmp_path / "far.json", "--selector", "kmeans"], "replaces the selector"),
         (["--selection", tmp_path / "far.json", "--rounds", "2"], "runs with --rounds 1"),
         (["--selection", tmp_path / "missing.csv"], "does not exist"),
+        (["--selection", f"{tmp_path / 'far.json'},{tmp_path / 'foreign.csv'}"],
+         "mixes files of image paths with files of pool indices"),
+        (["--dataset", labelled, "--selection", f"{tmp_path / 'foreign.csv'},{tmp_path / 'foreign.csv'}",
+          "--label-budget", "20"], "not in the dataset's pool"),
     ]
     for args, words in cases:
         where = [] if "--dataset" in args else ["--dataset", "digits"]
@@ -113,6 +117,42 @@ def test_selection_mismatches_are_one_paragraph_with_exit_2(cli, copies, tmp_pat
         assert words in " ".join(r.output.split()), (args, r.output)
         assert "Traceback" not in r.output
     assert not (tmp_path / "runs").exists() or not run_dirs(tmp_path / "runs"), "a refused run leaves no folder"
+
+
+def test_the_rounds_of_a_campaign_train_together_as_one_selection(cli, copies, tmp_path):
+    """Round 2's file holds only its new picks; `--selection round1.csv,round2.csv` trains on both,
+    in order, and the same image in two rounds is refused."""
+    unlabelled, labelled = copies
+    one = cli("select", "--dataset", unlabelled, "--budget", "8", "--selector", "kmeans", *FAST,
+              "--out", tmp_path / "r1.csv")
+    two = cli("select", "--dataset", unlabelled, "--budget", "6", "--selector", "kmeans", *FAST,
+              "--selected", tmp_path / "r1.csv", "--out", tmp_path / "r2.jsonl")
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    both = f"{tmp_path / 'r1.csv'},{tmp_path / 'r2.jsonl'}"
+    run = cli("run", "--selection", both, "--dataset", labelled, "--label-budget", "14", *TRAIN,
+              "--out", tmp_path / "runs")
+    assert run.exit_code == 0, run.output
+    s = summary_of(tmp_path / "runs")
+    assert s["selection"]["size"] == 14 and s["label"].startswith("r1.csv+r2.jsonl (kmeans")
+    from vecaf_bench.picks import read_picks
+
+    picked = read_picks(tmp_path / "r1.csv").paths + read_picks(tmp_path / "r2.jsonl").paths
+    names = [p.rsplit("/", 1)[-1] for p in picked]
+    (rounds,) = selected_of(run_dirs(tmp_path / "runs")[0])
+    from vecaf_bench.config import build_config
+    from vecaf_bench.datastore import forget_indexes
+    from vecaf_bench.pluginmanager import PluginHost
+    from vecaf_bench.run.given import relative_paths, resolve_selection
+    from vecaf_bench.run.setup import load_dataset
+
+    forget_indexes()
+    cfg = build_config(None, {"dataset": str(labelled)}, [])
+    splits, _ = resolve_selection(both, load_dataset(PluginHost([]), cfg), 0.1)
+    paths = relative_paths(splits.pool)
+    assert [paths[i].rsplit("/", 1)[-1] for i in rounds] == names, "round 1's picks, then round 2's"
+    twice = cli("run", "--selection", f"{tmp_path / 'r1.csv'},{tmp_path / 'r1.csv'}", "--dataset", labelled,
+                "--label-budget", "16", *TRAIN, "--out", tmp_path / "twice")
+    assert twice.exit_code == 2 and "more than once" in twice.output, twice.output
 
 
 def test_a_suite_sweeps_backbones_over_fixed_selections_and_a_rerun_recomputes_nothing(cli, copies, tmp_path):

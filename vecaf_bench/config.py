@@ -202,7 +202,7 @@ class RunConfig(_Schema):
         default=None,
         description="Finetune on this selection instead of running a selector: a picks file of `vecaf-bench "
                     "select` (.csv, .jsonl, Label Studio .json; paths matched to the pool) or a run's selected.json "
-                    "(pool indices).",
+                    "(pool indices); several joined by commas are the rounds of a campaign, in order.",
     )
     selector_options: dict[str, Any] = Field(
         default_factory=dict,

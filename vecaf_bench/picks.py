@@ -172,6 +172,41 @@ def read_picks(path: str | Path, url_prefix: str | None = None) -> Picks:
     return out
 
 
+def selection_files(spec: str) -> list[Path]:
+    """The files of a `--selection` value: one file, or several joined by commas (the rounds of a
+    labelling campaign, in order: round 2's file holds only its new picks)."""
+    if "," not in spec or Path(spec).is_file():
+        return [Path(spec)]
+    return [Path(s.strip()) for s in spec.split(",") if s.strip()]
+
+
+def read_selection(spec: str) -> Picks:
+    """The picks of a `--selection` value, the files' picks one after the other."""
+    parts = [read_picks(f) for f in selection_files(spec)]
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.indices is None for p in parts}) > 1:
+        raise UserError(f"--selection '{spec}' mixes files of image paths with files of pool indices; give the "
+                        "rounds as picks files of vecaf-bench select, or as one run's selected.json.")
+    sizes = sorted({p.pool_size for p in parts if p.pool_size is not None})
+    if len(sizes) > 1:
+        raise UserError(f"--selection '{spec}': its files hold indices into pools of different sizes "
+                        f"({', '.join(f'{n:,}' for n in sizes)}); they were made on different datasets.")
+    out = Picks(source=spec, pool_size=sizes[0] if sizes else None,
+                dataset=next((p.dataset for p in parts if p.dataset), None))
+    if parts[0].indices is not None:
+        out.indices = [i for p in parts for i in (p.indices or [])]
+    else:
+        out.paths = [x for p in parts for x in p.paths]
+        out.scores = [x for p in parts for x in (p.scores or [None] * len(p.paths))]
+    selectors = list(dict.fromkeys(p.selector for p in parts if p.selector))
+    backbones = list(dict.fromkeys(p.backbone for p in parts if p.backbone))
+    out.selector, out.backbone = "+".join(selectors) or None, "+".join(backbones) or None
+    seeds = {p.seed for p in parts}
+    out.seed = seeds.pop() if len(seeds) == 1 else None
+    return out
+
+
 def _run_origin(selected: Path, out: Picks) -> None:
     """Selector, backbone, seed and dataset of the run whose selected.json this is, from its config.yaml."""
     import yaml

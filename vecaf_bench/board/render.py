@@ -209,10 +209,12 @@ def footnotes(board: Board) -> list[str]:
         "batches to target: per seed, the first crossing of the decision curve (val top-1; test where noted), "
         "linearly interpolated between evaluations, then mean ± 95% CI; speed-up = full's mean / the row's "
         "(full at the row's batch budget, else at the target's), 95% CI by the delta method on the log ratio.")
+    shared = sorted({c.final.n for r in board.rows for c in r.vs.values() if c.final is not None and c.final.n > 1})
+    floor = "; ".join(f"{n} seeds: {2 / 2 ** n:.4g}" for n in shared) or "5 seeds: 0.0625"
     lines.append(
         f"Δ: paired difference of final test top-1 over shared seeds (mean ± paired 95% t half-width); "
-        f"{SIGNIFICANT}: the interval excludes 0. Wilcoxon p in the paired table; with 5 seeds the smallest exact "
-        "two-sided p is 0.0625. Bold: the highest mean of its setting among complete rows.")
+        f"{SIGNIFICANT}: the interval excludes 0. Wilcoxon p in the paired table; the smallest exact two-sided p "
+        f"with n shared seeds is 2 / 2^n ({floor}). Bold: the highest mean of its setting among complete rows.")
     lines.append("images (train+select): training image-passes + selection forward images, mean over seeds; "
                  "feature images: feature extraction, counted apart.")
     return lines + board.notes

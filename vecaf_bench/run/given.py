@@ -29,7 +29,7 @@ import numpy as np
 from ..api.selector import Capabilities, SelectionContext
 from ..data import DatasetSplits, FileImages, with_validation
 from ..errors import UserError
-from ..picks import Picks, match_portable, read_picks
+from ..picks import Picks, match_portable, read_selection, selection_files
 
 NAME = "selection"  # the run's selector name when it trains on a given selection
 
@@ -64,12 +64,13 @@ def _few(values: np.ndarray) -> str:
 def label_text(origin: dict[str, Any]) -> str:
     """The board's row name for a given selection: the file and what made it."""
     made = ", ".join(str(origin[k]) for k in ("selector", "backbone") if origin.get(k))
-    return f"{Path(origin['file']).name}" + (f" ({made})" if made else "")
+    files = "+".join(f.name for f in selection_files(str(origin["file"])))
+    return files + (f" ({made})" if made else "")
 
 
 def resolve_selection(path: str, splits: DatasetSplits, val_fraction: float) -> tuple[DatasetSplits, GivenSelection]:
     """SPLITS with their validation split, and the selection as positions in the resulting pool."""
-    picks: Picks = read_picks(path)
+    picks: Picks = read_selection(path)
     what = f"--selection '{path}'"
     if not len(picks):
         raise UserError(f"{what} holds no picks; give a file with at least one image.")
@@ -108,7 +109,7 @@ def resolve_selection(path: str, splits: DatasetSplits, val_fraction: float) -> 
     if (counts > 1).any():
         raise UserError(f"{what} lists {int((counts > 1).sum())} image(s) more than once (pool positions "
                         f"{_few(uniq[counts > 1])}); give each pick once.")
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in selection_files(path))).hexdigest()
     origin = {
         "file": str(path), "sha256": digest, "size": int(len(pos)), "matched_by": how,
         "selector": picks.selector, "backbone": picks.backbone, "seed": picks.seed,

@@ -95,6 +95,7 @@ from rich.text import Text
 
 from ..config import RunConfig, load_yaml, parse_label_budget, parse_set, section_names, valid_keys
 from ..errors import UserError, did_you_mean
+from ..picks import selection_files
 from ..results import CHECKPOINT, EVENTS, SUMMARY
 
 SUITE_KEYS = (
@@ -602,7 +603,7 @@ def expand_suite(
                     "selection: picks.csv}."
                 )
             # its label is fixed here, so that the run's config.yaml is the suite's (a re-run finds it)
-            opts.setdefault("label", Path(str(opts["selection"])).stem)
+            opts.setdefault("label", "+".join(f.stem for f in selection_files(str(opts["selection"]))))
         label = str(opts.pop("label", sel))
         if label in labels_seen:
             raise UserError(
