@@ -77,6 +77,15 @@ def test_html_board_is_self_contained_and_holds_the_markdown_numbers(app, runs, 
     assert "aft-s0" in page and "selector_options" in page, "the configs behind each row"
 
 
+def test_the_output_files_extension_picks_the_format(app, runs, tmp_path):  # noqa: F811
+    """`-o board.html` without --format is the HTML page, not markdown in a file named .html."""
+    cli = CliRunner()
+    for name, start in (("b.html", "<!doctype html>"), ("b.md", "| dataset |"), ("b.json", "{")):
+        r = cli.invoke(app, ["leaderboard", str(runs), "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / name).read_text().lstrip().lower().startswith(start.lower()), name
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_html_board_renders_in_headless_chromium(app, runs, tmp_path):  # noqa: F811
     r = CliRunner().invoke(app, ["leaderboard", str(runs), "--format", "html", "-o", str(tmp_path / "board.html")])

@@ -84,9 +84,10 @@ def leaderboard(
         help="Folder of runs (every summary.json under it; default: runs/, where run and suite write); "
              "not needed with --from-wandb.",
     ),
-    fmt: str = typer.Option(
-        "table", "--format", help="table | markdown | csv | json | html (one self-contained page: tables, plots, "
-                                  "method cards, configs; with -o)."
+    fmt: str | None = typer.Option(
+        None, "--format", help="table | markdown | csv | json | html (one self-contained page: tables, plots, "
+                               "method cards, configs; with -o). Default: by the -o file's extension (.md, .csv, "
+                               ".json, .html), else table."
     ),
     plot: str | None = typer.Option(
         None, help="Write the plots: FILE.png (accuracy vs batches) and FILE-budgets.png (budget sweep)."
@@ -121,6 +122,9 @@ def leaderboard(
     from .board.plots import write_plots
     from .results import write_text_atomic
 
+    if fmt is None:
+        by_extension = {".md": "markdown", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
+        fmt = by_extension.get(Path(output).suffix.lower(), "table") if output else "table"
     lb.check_format(fmt)
     published = None
     if expected:
