@@ -293,7 +293,6 @@ def make_folder_pair(path: Path) -> None:
     tmp.rmdir()
 
 
-
 def _png(rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(buf, format="PNG")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,23 @@ def copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return unlabelled, labelled
 
 
+def trained_on(selection: str, labelled: Path, run_dir: Path) -> tuple[Any, list[str]]:
+    """The labelled dataset's splits as `run --selection` carves them, and the pool paths of the
+    images the run in RUN_DIR trained on, in its order."""
+    from vecaf_bench.config import build_config
+    from vecaf_bench.datastore import forget_indexes
+    from vecaf_bench.pluginmanager import PluginHost
+    from vecaf_bench.run.given import relative_paths, resolve_selection
+    from vecaf_bench.run.setup import load_dataset
+
+    forget_indexes()
+    cfg = build_config(None, {"dataset": str(labelled)}, [])
+    splits, _ = resolve_selection(selection, load_dataset(PluginHost([]), cfg), 0.1)
+    paths = relative_paths(splits.pool)
+    (rounds,) = selected_of(run_dir)
+    return splits, [paths[i] for i in rounds]
+
+
 def test_picks_from_the_unlabelled_folder_train_on_the_labelled_copy_with_another_backbone(cli, copies, tmp_path):
     unlabelled, labelled = copies
     r = cli("select", "--dataset", unlabelled, "--budget", "20", "--selector", "kmeans", *FAST,
@@ -55,21 +73,12 @@ def test_picks_from_the_unlabelled_folder_train_on_the_labelled_copy_with_anothe
     assert s["val"]["source"] == "carved from the pool outside the given selection" and s["val_size"] > 0
     # the run trained on exactly the picked images, in pick order
     from vecaf_bench.data import with_validation
-    from vecaf_bench.datastore import forget_indexes
-    from vecaf_bench.pluginmanager import PluginHost
-    from vecaf_bench.run.given import relative_paths, resolve_selection
-    from vecaf_bench.run.setup import load_dataset
+    from vecaf_bench.run.given import relative_paths
 
-    forget_indexes()
-    from vecaf_bench.config import build_config
-
-    cfg = build_config(None, {"dataset": str(labelled)}, [])
-    splits, given = resolve_selection(str(tmp_path / "picks.csv"), load_dataset(PluginHost([]), cfg), 0.1)
-    paths = relative_paths(splits.pool)
-    (rounds,) = selected_of(run_dirs(tmp_path / "runs")[0])
-    assert [paths[i].split("/", 1)[1] for i in rounds] == picked
+    splits, trained = trained_on(str(tmp_path / "picks.csv"), labelled, run_dirs(tmp_path / "runs")[0])
+    assert [p.split("/", 1)[1] for p in trained] == picked
     val_paths = set(relative_paths(splits.val))
-    assert not val_paths & {paths[i] for i in rounds}, "no pick is held out for validation"
+    assert not val_paths & set(trained), "no pick is held out for validation"
     assert len(with_validation(splits, 0.1).pool) == len(splits.pool)
     board = cli("leaderboard", tmp_path / "runs", "--format", "markdown")
     assert board.exit_code == 0, board.output
@@ -138,18 +147,8 @@ def test_the_rounds_of_a_campaign_train_together_as_one_selection(cli, copies, t
 
     picked = read_picks(tmp_path / "r1.csv").paths + read_picks(tmp_path / "r2.jsonl").paths
     names = [p.rsplit("/", 1)[-1] for p in picked]
-    (rounds,) = selected_of(run_dirs(tmp_path / "runs")[0])
-    from vecaf_bench.config import build_config
-    from vecaf_bench.datastore import forget_indexes
-    from vecaf_bench.pluginmanager import PluginHost
-    from vecaf_bench.run.given import relative_paths, resolve_selection
-    from vecaf_bench.run.setup import load_dataset
-
-    forget_indexes()
-    cfg = build_config(None, {"dataset": str(labelled)}, [])
-    splits, _ = resolve_selection(both, load_dataset(PluginHost([]), cfg), 0.1)
-    paths = relative_paths(splits.pool)
-    assert [paths[i].rsplit("/", 1)[-1] for i in rounds] == names, "round 1's picks, then round 2's"
+    _, trained = trained_on(both, labelled, run_dirs(tmp_path / "runs")[0])
+    assert [p.rsplit("/", 1)[-1] for p in trained] == names, "round 1's picks, then round 2's"
     twice = cli("run", "--selection", f"{tmp_path / 'r1.csv'},{tmp_path / 'r1.csv'}", "--dataset", labelled,
                 "--label-budget", "16", *TRAIN, "--out", tmp_path / "twice")
     assert twice.exit_code == 2 and "more than once" in twice.output, twice.output

@@ -122,10 +122,7 @@ def leaderboard(
     from .board.plots import write_plots
     from .results import write_text_atomic
 
-    if fmt is None:
-        by_extension = {".md": "markdown", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
-        fmt = by_extension.get(Path(output).suffix.lower(), "table") if output else "table"
-    lb.check_format(fmt)
+    fmt = lb.check_format(fmt, output)
     published = None
     if expected:
         from .board import expected as ex

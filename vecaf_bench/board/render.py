@@ -36,12 +36,20 @@ def uses_text(r: Any, sep: str) -> str | None:
     return (sep.join(r.uses) or "features") if r.uses is not None else None
 
 
-def check_format(fmt: str) -> None:
-    """Refuses an unknown --format, naming the valid ones."""
+# what `-o FILE` writes when --format is not given
+EXTENSIONS = {".md": "markdown", ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
+
+
+def check_format(fmt: str | None, output: str | None = None) -> str:
+    """The format to write: --format (an unknown one refused, naming the valid ones), else the -o
+    file's extension, else the terminal table."""
+    if fmt is None:
+        return EXTENSIONS.get(Path(output).suffix.lower(), "table") if output else "table"
     if fmt not in FORMATS:
         from ..errors import did_you_mean
 
         raise UserError(f"--format '{fmt}' is unknown; use one of {', '.join(FORMATS)}.{did_you_mean(fmt, FORMATS)}")
+    return fmt
 
 
 # ---------------------------------------------------------------------------------------------
