@@ -84,6 +84,10 @@ def test_the_output_files_extension_picks_the_format(app, runs, tmp_path):  # no
         r = cli.invoke(app, ["leaderboard", str(runs), "-o", str(tmp_path / name)])
         assert r.exit_code == 0, r.output
         assert (tmp_path / name).read_text().lstrip().lower().startswith(start.lower()), name
+    for flag, name in (("-o", "b.html"), ("--plot", "p.png")):  # refused before the runs are read
+        r = cli.invoke(app, ["leaderboard", str(runs), flag, str(tmp_path / "nowhere" / name)])
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        assert f"the folder '{tmp_path / 'nowhere'}' does not exist" in " ".join(r.output.split())
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from .config import RunConfig
-from .errors import UserError
+from .errors import UserError, check_folder_of
 
 err = Console(stderr=True, emoji=False)
 
@@ -123,6 +123,9 @@ def leaderboard(
     from .results import write_text_atomic
 
     fmt = lb.check_format(fmt, output)
+    for flag, path in (("-o", output), ("--plot", plot)):  # before the runs are read, not after
+        if path:
+            check_folder_of(path, flag)
     published = None
     if expected:
         from .board import expected as ex

@@ -37,6 +37,16 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
+def check_folder_of(path: str | Path, flag: str) -> Path:
+    """A file the user asked for goes into a folder that exists: a missing one is named, not made
+    (a typo would scatter results), and checked before any work whose result it would lose."""
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise UserError(f"{flag} '{p}': the folder '{p.parent}' does not exist. Create it, or give a path in an "
+                        "existing folder.")
+    return p
+
+
 def unknown(kind: str, value: str, choices: Iterable[str], hint: str = "") -> UserError:
     known = sorted(set(choices))
     msg = f"unknown {kind} '{value}'; known: {', '.join(known) if known else '(none)'}.{did_you_mean(value, known)}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError, did_you_mean
+from .errors import UserError, check_folder_of, did_you_mean
 
 FORMATS = ("csv", "jsonl", "label-studio")
 EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".json": "label-studio"}
@@ -97,10 +97,7 @@ def write_picks(path: str | Path, picks: Picks, fmt: str | None = None, url_pref
     """Writes the picks atomically; a missing folder is refused (named), not created."""
     from .results import write_text_atomic
 
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise UserError(f"cannot write the picks to '{p}': the folder '{p.parent}' does not exist. Create it or "
-                        "give --out a path in an existing folder.")
+    p = check_folder_of(path, "--out")
     write_text_atomic(p, render_picks(picks, format_for(p, fmt), url_prefix))
     return p
 

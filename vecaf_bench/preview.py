@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import UserError
+from .errors import UserError, check_folder_of
 
 MAX_SHOWN = 100
 THUMB = 96  # pixels per tile side
@@ -27,9 +27,7 @@ def check_preview_path(path: str | Path) -> None:
     p = Path(path)
     if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg"):
         raise UserError(f"--preview '{p}' must end in .png, .jpg, .pdf or .svg (the figure's format).")
-    if not p.parent.is_dir():
-        raise UserError(f"--preview '{p}': the folder '{p.parent}' does not exist. Create it, or give a path in an "
-                        "existing folder.")
+    check_folder_of(p, "--preview")
 
 
 def _tile(image: Image.Image, label: str | None) -> Image.Image:

@@ -24,7 +24,7 @@ from .budget import resolve_label_budget
 from .config import parse_set
 from .data import FileImages
 from .datastore import IMAGE_SUFFIXES, FileIndex, index_folders, report_corrupt
-from .errors import UserError
+from .errors import UserError, check_folder_of
 from .picks import Picks, format_for, match_paths, read_picks, write_picks
 from .pluginmanager import PluginHost
 
@@ -156,9 +156,7 @@ def select_from_folder(
 
     console = console or Console(stderr=True, emoji=False)
     out_fmt = format_for(out, fmt)  # every output checked before any feature is computed
-    if not Path(out).parent.is_dir():
-        raise UserError(f"--out '{out}': the folder '{Path(out).parent}' does not exist. Create it, or give --out a "
-                        "path in an existing folder.")
+    check_folder_of(out, "--out")
     if preview is not None:
         check_preview_path(preview)
     host = PluginHost(plugins or [])
